@@ -1,0 +1,9 @@
+"""MMEngine integration: checkpoint loading, CPU-capable distributed runs, solver hooks."""
+from .checkpoint import load_from_local
+from .distributed import (CPUDistributedDataParallel, CPUDistributedRunner,
+                          init_cpu_process_group)
+
+__all__ = [
+    'load_from_local', 'CPUDistributedDataParallel', 'CPUDistributedRunner',
+    'init_cpu_process_group'
+]

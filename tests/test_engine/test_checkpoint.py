@@ -1,0 +1,72 @@
+"""A checkpoint saved by an mmengine Runner resumes under torch >= 2.6."""
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+from torch.utils.data import Dataset
+
+import mdeq_mm  # noqa: F401  (installs the local checkpoint loader)
+
+
+class ToyData(Dataset):
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, idx):
+        x = torch.full((2, ), float(idx))
+        return dict(inputs=x, target=x.sum(0, keepdim=True))
+
+
+class ToyModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, target, mode='loss'):
+        inputs, target = torch.stack(inputs), torch.stack(target)
+        loss = ((self.linear(inputs) - target)**2).mean()
+        return dict(loss=loss) if mode == 'loss' else [loss]
+
+
+def make_runner(work_dir, max_iters, resume):
+    return Runner(
+        model=ToyModel(),
+        work_dir=str(work_dir),
+        train_dataloader=dict(
+            dataset=ToyData(),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            batch_size=2,
+            num_workers=0),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01)),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
+        resume=resume,
+        randomness=dict(seed=0),
+        default_scope='mmengine')
+
+
+def test_plain_torch_load_rejects_mmengine_checkpoints(tmp_path):
+    """The breakage being fixed: torch's weights_only default refuses these files."""
+    make_runner(tmp_path, max_iters=2, resume=False).train()
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(tmp_path / 'iter_2.pth')
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    straight = make_runner(tmp_path / 'straight', max_iters=4, resume=False)
+    straight.train()
+
+    make_runner(tmp_path / 'split', max_iters=2, resume=False).train()
+    resumed = make_runner(tmp_path / 'split', max_iters=4, resume=True)
+    resumed.train()
+
+    assert resumed.iter == 4
+    for name, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value)
