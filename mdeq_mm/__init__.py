@@ -4,7 +4,7 @@ Importing this package registers its components into MMEngine's root registries,
 ``type='MDEQ'`` resolves under both ``default_scope='mmseg'`` and ``'mmpretrain'``. Use it from a
 config with ``custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)``.
 """
-from . import engine  # noqa: F401  (registration side effects)
+from . import engine, models  # noqa: F401  (registration side effects)
 from .version import __version__
 
 __all__ = ['__version__']

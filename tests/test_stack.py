@@ -22,8 +22,9 @@ def test_mmcv_has_compiled_ops():
 
 
 @pytest.mark.parametrize('scope', ['mmseg', 'mmpretrain'])
-@pytest.mark.parametrize('name', ['CPUDistributedRunner'])
-def test_components_resolve_under_both_scopes(scope, name):
-    registry = importlib.import_module(f'{scope}.registry').RUNNERS
+@pytest.mark.parametrize('registry,name', [('RUNNERS', 'CPUDistributedRunner'),
+                                           ('MODELS', 'MDEQClsNeck')])
+def test_components_resolve_under_both_scopes(scope, registry, name):
+    registry = getattr(importlib.import_module(f'{scope}.registry'), registry)
     with DefaultScope.overwrite_default_scope(scope):
         assert registry.get(name) is not None, f'{name} not visible from {scope}'

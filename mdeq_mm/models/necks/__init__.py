@@ -1,0 +1,3 @@
+from .mdeq_cls_neck import MDEQClsNeck
+
+__all__ = ['MDEQClsNeck']
