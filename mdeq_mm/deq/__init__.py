@@ -1,0 +1,15 @@
+"""Pure-PyTorch deep-equilibrium engine: solvers, implicit gradients, diagnostics."""
+from .anderson import AndersonSolver
+from .broyden import BroydenSolver
+from .fixed_point import FixedPointSolver
+from .implicit import BackwardConfig, DEQCore, FallbackConfig
+from .jacobian import jacobian_frobenius_reg, spectral_radius
+from .solve import SOLVERS, SolverConfig, SolverState, solve
+from .state import StatePacker
+from .stats import SolverStats
+
+__all__ = [
+    'AndersonSolver', 'BackwardConfig', 'BroydenSolver', 'DEQCore', 'FallbackConfig',
+    'FixedPointSolver', 'SOLVERS', 'SolverConfig', 'SolverState', 'SolverStats', 'StatePacker',
+    'jacobian_frobenius_reg', 'solve', 'spectral_radius'
+]

@@ -1,0 +1,395 @@
+"""The DEQ core: equilibrium forward, implicit or phantom backward, fallbacks.
+
+:class:`DEQCore` turns a weight-tied map ``f`` on a tuple of tensors into a
+layer whose output is its fixed point. The backbone builds ``f`` (closing over
+the input injection and parameters) and calls the core once per forward.
+"""
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .jacobian import jacobian_frobenius_reg
+from .solve import (SolverConfig, check_choice, check_int, check_keys, check_number,
+                    solve)
+from .state import StatePacker
+from .stats import SolverStats
+
+StateFn = Callable[[Tuple[Tensor, ...]], Sequence[Tensor]]
+FlatFn = Callable[[Tensor], Tensor]
+
+MODES = ('unrolled', 'equilibrium')
+BACKWARD_TYPES = ('implicit', 'phantom')
+BACKWARD_ON_FAIL = ('phantom', 'zero', 'accept')
+FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'skip')
+PHANTOM_KEYS = ('k', 'tau')
+# SolverConfig fields an implicit backward accepts; 'solver' names the type and
+# 'tau' means the phantom damping there, so the linear solve is undamped.
+BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
+                        'check_every', 'divergence_factor')
+FALLBACK_KEYS = {
+    'fixed_point': ('tau', 'max_iter'),
+    'phantom': PHANTOM_KEYS,
+    'unrolled': (),
+    'skip': (),
+}
+
+
+def _check_phantom(k: int, tau: float) -> None:
+    check_int('k', k, 1)
+    check_number('tau', tau, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class BackwardConfig:
+    """Validated gradient settings of the equilibrium mode.
+
+    ``type='implicit'``: exact implicit-function-theorem gradient, a linear
+    fixed-point solve with its own ``solver`` settings; ``on_fail`` says what
+    to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
+    phantom gradient with ``k``/``tau``), ``'zero'`` (no gradient from them)
+    or ``'accept'`` (use the best iterate anyway). Here ``tau`` is the
+    phantom damping; a ``solver='fixed_point'`` linear solve is undamped.
+    ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
+    point, ``z <- tau f(z) + (1 - tau) z`` (``k=1, tau=1``: Jacobian-free).
+
+    Build it with :meth:`from_dict`, e.g.
+    ``dict(type='implicit', solver='broyden', max_iter=30, tol=1e-4,
+    stop_mode='rel', on_fail='phantom')`` or ``dict(type='phantom', k=5,
+    tau=0.6)``.
+
+    Args:
+        type (str): ``'implicit'`` or ``'phantom'``. Default: 'implicit'.
+        solver (SolverConfig): Linear-solve settings (implicit only).
+        on_fail (str): Policy for unconverged samples (implicit only).
+            Default: 'phantom'.
+        k (int): Phantom steps. Default: 5.
+        tau (float): Phantom damping in ``(0, 1]``. Default: 0.6.
+    """
+
+    type: str = 'implicit'
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    on_fail: str = 'phantom'
+    k: int = 5
+    tau: float = 0.6
+
+    def __post_init__(self) -> None:
+        check_choice('backward type', self.type, BACKWARD_TYPES)
+        check_choice('on_fail', self.on_fail, BACKWARD_ON_FAIL)
+        _check_phantom(self.k, self.tau)
+        if not isinstance(self.solver, SolverConfig):
+            raise ValueError(f'solver must be a SolverConfig, got {type(self.solver).__name__}')
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> 'BackwardConfig':
+        """Build from a flat config dict; unknown or inapplicable keys raise."""
+        cfg = dict(cfg)
+        kind = cfg.pop('type', 'implicit')
+        check_choice('backward type', kind, BACKWARD_TYPES)
+        if kind == 'phantom':
+            check_keys(cfg, PHANTOM_KEYS, "backward config (type='phantom')")
+            return cls(type=kind, **cfg)
+        check_keys(cfg, BACKWARD_SOLVER_KEYS + PHANTOM_KEYS + ('on_fail', ),
+                   "backward config (type='implicit')")
+        solver = {('type' if key == 'solver' else key): cfg.pop(key)
+                  for key in BACKWARD_SOLVER_KEYS if key in cfg}
+        return cls(type=kind, solver=SolverConfig(**solver), **cfg)
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    """Validated policy for samples whose forward solve hit NaN/Inf or diverged.
+
+    Types: ``'fixed_point'`` re-solves them with damped fixed-point iteration
+    (``tau``; ``max_iter`` defaults to the forward budget) starting from their
+    best iterate; ``'unrolled'`` gives them the output of ``n_layers``
+    unrolled steps from ``z0``; ``'phantom'`` gives them the phantom output
+    (``k``, ``tau``) from their best iterate; ``'skip'`` gives them their best
+    iterate, detached (no gradient). In eval ``'phantom'`` and ``'skip'``
+    both return the best iterate.
+
+    Args:
+        type (str): One of the types above. Default: 'fixed_point'.
+        tau (float): Damping for 'fixed_point' and 'phantom'. Default: 0.5.
+        k (int): Steps for 'phantom'. Default: 5.
+        max_iter (int, optional): Budget for 'fixed_point'.
+    """
+
+    type: str = 'fixed_point'
+    tau: float = 0.5
+    k: int = 5
+    max_iter: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_choice('fallback type', self.type, FALLBACK_TYPES)
+        _check_phantom(self.k, self.tau)
+        if self.max_iter is not None:
+            check_int('max_iter', self.max_iter, 1)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> 'FallbackConfig':
+        """Build from a config dict; unknown or inapplicable keys raise."""
+        cfg = dict(cfg)
+        kind = cfg.pop('type', 'fixed_point')
+        check_choice('fallback type', kind, FALLBACK_TYPES)
+        check_keys(cfg, FALLBACK_KEYS[kind], f'fallback config (type={kind!r})')
+        return cls(type=kind, **cfg)
+
+
+def _build(cfg: Any, cls: type) -> Any:
+    """``cls`` instance from None (defaults), a dict or an instance."""
+    if cfg is None:
+        return cls()
+    if isinstance(cfg, cls):
+        return cfg
+    if isinstance(cfg, Mapping):
+        return cls.from_dict(cfg)
+    raise ValueError(f'expected a dict or {cls.__name__}, got {type(cfg).__name__}')
+
+
+def _select(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Per-sample ``a if mask else b`` for ``(B, D)`` tensors."""
+    return torch.where(mask.unsqueeze(1), a, b)
+
+
+class _ImplicitGrad(torch.autograd.Function):
+    """Identity on ``f(z*)`` whose backward solves ``g = g J_f(z*) + grad``.
+
+    The returned ``g`` continues through the single differentiable call
+    ``f(z*)`` to the parameters and the injection. The solve only asks
+    autograd for gradients w.r.t. ``z*``, so no parameter gradient is
+    accumulated (safe with DDP), and nothing is registered on tensors.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, core: 'DEQCore', z_in: Tensor, fz: Tensor) -> Tensor:
+        ctx.core = core
+        ctx.save_for_backward(z_in, fz)
+        return fz.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tuple[None, None, Tensor]:
+        z_in, fz = ctx.saved_tensors
+        return None, None, ctx.core._implicit_grad(z_in, fz, grad)
+
+
+class DEQCore(nn.Module):
+    """Deep-equilibrium core: solves ``z* = f(z*)`` and differentiates through it.
+
+    Modes of :meth:`forward`:
+
+    - ``'unrolled'``: ``n_layers`` applications of ``f`` from ``z0`` with
+      ordinary autograd (weight-tied warm-up).
+    - ``'equilibrium'``: the forward solver finds ``z*`` without autograd. In
+      training with grad enabled the output is ``f(z*)`` with the implicit
+      gradient, or the phantom output (see :class:`BackwardConfig`); otherwise
+      it is ``z*``, the lowest-residual iterate.
+
+    Readable after a call: ``last_forward_stats`` (None in unrolled mode),
+    ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
+    returned iterate of flagged samples comes from it), ``last_jac_loss``
+    (when ``jac_probes > 0`` in training); after ``backward()``:
+    ``last_backward_stats`` (implicit type only). ``fallback_counts`` counts
+    events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
+    ``'backward'`` (some sample missed the backward tolerance; counted for
+    every ``on_fail`` policy) and ``'nonfinite'`` (the output still had
+    NaN/Inf and those samples were replaced by their best iterate, with a
+    warning). ``fallback_count`` is their sum. One host sync per forward
+    decides whether a fallback is needed.
+
+    Args:
+        forward_cfg (dict | SolverConfig, optional): Forward solver, e.g.
+            ``dict(type='broyden', max_iter=26, tol=1e-3)``.
+        backward_cfg (dict | BackwardConfig, optional): Gradient settings.
+        fallback_cfg (dict | FallbackConfig, optional): Forward failure
+            policy, e.g. ``dict(type='fixed_point', tau=0.5)``.
+        n_layers (int): Steps of the unrolled mode. Default: 5.
+
+    Example:
+        >>> core = DEQCore(dict(type='broyden', max_iter=30, tol=1e-6),
+        ...                dict(type='implicit', max_iter=30, tol=1e-6))
+        >>> w = torch.nn.Parameter(0.1 * torch.randn(4, 4))
+        >>> x = torch.randn(2, 4)
+        >>> (z, ) = core(lambda zs: (torch.tanh(zs[0] @ w + x), ), (torch.zeros(2, 4), ))
+        >>> z.sum().backward()
+        >>> core.last_backward_stats.steps.shape
+        torch.Size([2])
+    """
+
+    def __init__(self,
+                 forward_cfg: Union[Mapping[str, Any], SolverConfig, None] = None,
+                 backward_cfg: Union[Mapping[str, Any], BackwardConfig, None] = None,
+                 fallback_cfg: Union[Mapping[str, Any], FallbackConfig, None] = None,
+                 n_layers: int = 5) -> None:
+        super().__init__()
+        self.forward_cfg: SolverConfig = _build(forward_cfg, SolverConfig)
+        self.backward_cfg: BackwardConfig = _build(backward_cfg, BackwardConfig)
+        self.fallback_cfg: FallbackConfig = _build(fallback_cfg, FallbackConfig)
+        check_int('n_layers', n_layers, 1)
+        self.n_layers = n_layers
+        self.eval_max_iter: Optional[int] = None
+        self.last_forward_stats: Optional[SolverStats] = None
+        self.last_fallback_stats: Optional[SolverStats] = None
+        self.last_backward_stats: Optional[SolverStats] = None
+        self.last_jac_loss: Optional[Tensor] = None
+        self.fallback_counts: Dict[str, int] = {'forward': 0, 'backward': 0, 'nonfinite': 0}
+
+    @property
+    def fallback_count(self) -> int:
+        """Total fallback events since construction."""
+        return sum(self.fallback_counts.values())
+
+    def forward(self,
+                f: StateFn,
+                z0: Sequence[Tensor],
+                mode: str = 'equilibrium',
+                max_iter: Optional[int] = None,
+                jac_probes: int = 0) -> Tuple[Tensor, ...]:
+        """Run the DEQ layer.
+
+        Args:
+            f (Callable): Maps a tuple of ``(B, ...)`` tensors to a tuple (or
+                list) of the same shapes; samples must be independent.
+            z0 (Sequence[Tensor]): Initial state.
+            mode (str): ``'equilibrium'`` or ``'unrolled'``.
+                Default: 'equilibrium'.
+            max_iter (int, optional): Forward budget for this call; otherwise
+                ``eval_max_iter`` in eval (if set), else ``forward_cfg.max_iter``.
+            jac_probes (int): If > 0 and training with grad, store a Hutchinson
+                estimate of ``||J_f||_F^2 / numel`` in ``last_jac_loss``.
+
+        Returns:
+            tuple[Tensor]: The output state, float32 (float64 if ``z0`` is).
+        """
+        check_choice('mode', mode, MODES)
+        check_int('jac_probes', jac_probes, 0)
+        if max_iter is not None:
+            check_int('max_iter', max_iter, 1)
+        packer = StatePacker(z0)
+        z0_flat = packer.pack(z0)
+        dtype = torch.float64 if z0_flat.dtype == torch.float64 else torch.float32
+        z0_flat = z0_flat.to(dtype)
+
+        def flat_f(z: Tensor) -> Tensor:
+            return packer.pack(f(packer.unpack(z))).to(dtype)
+
+        differentiable = self.training and torch.is_grad_enabled()
+        probes = jac_probes if differentiable else 0
+        self.last_jac_loss = None
+        self.last_forward_stats = None
+        self.last_fallback_stats = None
+        if mode == 'unrolled':
+            return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
+
+        z_star, bad = self._solve_forward(flat_f, z0_flat, max_iter)
+        fb = self.fallback_cfg
+        if not differentiable:
+            out = z_star
+            if bad is not None and fb.type == 'unrolled':
+                out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
+            return packer.unpack(self._guard(out, z_star))
+
+        out = self._train_output(flat_f, z_star, probes)
+        if bad is not None:
+            if fb.type == 'phantom':
+                out = _select(bad, self._iterate(flat_f, z_star, fb.k, fb.tau, 0), out)
+            elif fb.type == 'unrolled':
+                out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
+            elif fb.type == 'skip':
+                out = _select(bad, z_star, out)
+        return packer.unpack(self._guard(out, z_star))
+
+    def _solve_forward(self, flat_f: FlatFn, z0: Tensor,
+                       max_iter: Optional[int]) -> Tuple[Tensor, Optional[Tensor]]:
+        """Forward solve (plus 'fixed_point' re-solve); returns ``z*`` and the failed mask."""
+        budget = max_iter
+        if budget is None and not self.training:
+            budget = self.eval_max_iter
+        kwargs = self.forward_cfg.solve_kwargs()
+        kwargs['max_iter'] = budget or self.forward_cfg.max_iter
+        z_star, stats = solve(flat_f, z0, **kwargs)
+        self.last_forward_stats = stats
+        bad = stats.failed
+        if not bool(bad.any()):
+            return z_star, None
+        self.fallback_counts['forward'] += 1
+        fb = self.fallback_cfg
+        if fb.type == 'fixed_point':
+            kwargs.update(solver='fixed_point', tau=fb.tau,
+                          max_iter=fb.max_iter or kwargs['max_iter'])
+            z_fp, self.last_fallback_stats = solve(flat_f, z_star, **kwargs)
+            z_star = _select(bad, z_fp, z_star)
+        return z_star, bad
+
+    def _train_output(self, flat_f: FlatFn, z_star: Tensor, probes: int) -> Tensor:
+        """Differentiable output at the fixed point for the configured backward."""
+        bwd = self.backward_cfg
+        if bwd.type == 'phantom':
+            return self._iterate(flat_f, z_star, bwd.k, bwd.tau, probes)
+        z_in = z_star.detach().requires_grad_()
+        fz = flat_f(z_in)
+        if probes:
+            self.last_jac_loss = jacobian_frobenius_reg(fz, z_in, probes)
+        return _ImplicitGrad.apply(self, z_in, fz)
+
+    def _iterate(self, flat_f: FlatFn, z: Tensor, steps: int, tau: float,
+                 probes: int) -> Tensor:
+        """``steps`` differentiable steps ``z <- tau f(z) + (1 - tau) z`` from ``z``.
+
+        With ``probes > 0`` the Jacobian regularizer is taken at the last step.
+        """
+        for i in range(steps):
+            if probes and i == steps - 1 and not z.requires_grad:
+                z = z.detach().requires_grad_()
+            fz = flat_f(z)
+            if probes and i == steps - 1:
+                self.last_jac_loss = jacobian_frobenius_reg(fz, z, probes)
+            z = fz if tau == 1.0 else tau * fz + (1.0 - tau) * z
+        return z
+
+    def _guard(self, out: Tensor, z_star: Tensor) -> Tensor:
+        """Replace samples with NaN/Inf in ``out`` by their (finite) best iterate."""
+        finite = torch.isfinite(out).all(dim=1)
+        if bool(finite.all()):
+            return out
+        self.fallback_counts['nonfinite'] += 1
+        warnings.warn(f'DEQ output had NaN/Inf for {int((~finite).sum())} sample(s); '
+                      'they were replaced by their best solver iterate and get no gradient')
+        return _select(finite, out, z_star.detach())
+
+    def _implicit_grad(self, z_in: Tensor, fz: Tensor, grad: Tensor) -> Tensor:
+        """Solve ``g = g J_f(z*) + grad`` (per sample) and apply ``on_fail``."""
+        bwd = self.backward_cfg
+
+        def vjp(g: Tensor) -> Tensor:
+            (out, ) = torch.autograd.grad(fz, z_in, g, retain_graph=True, allow_unused=True)
+            return torch.zeros_like(g) if out is None else out
+
+        g, stats = solve(lambda u: vjp(u) + grad, grad, **bwd.solver.solve_kwargs())
+        self.last_backward_stats = stats
+        failed = ~stats.converged | stats.failed
+        if not bool(failed.any()):
+            return g.to(grad.dtype)
+        self.fallback_counts['backward'] += 1
+        if bwd.on_fail == 'zero':
+            g = _select(failed, torch.zeros_like(g), g)
+        elif bwd.on_fail == 'phantom':
+            with torch.no_grad():
+                g = _select(failed, self._phantom_grad(vjp, grad.to(g.dtype), bwd.k, bwd.tau), g)
+        return g.to(grad.dtype)
+
+    @staticmethod
+    def _phantom_grad(vjp: FlatFn, grad: Tensor, k: int, tau: float) -> Tensor:
+        """Phantom gradient at ``f(z*)``: ``tau * sum_{i<k} grad M^i``, ``M = tau J + (1-tau) I``.
+
+        This is what ``k`` damped unrolled steps from ``z*`` backpropagate into
+        ``f`` when ``J`` is taken at ``z*`` (exact at a fixed point).
+        """
+        w = grad
+        total = grad
+        for _ in range(k - 1):
+            w = tau * vjp(w) + (1.0 - tau) * w
+            total = total + w
+        return tau * total

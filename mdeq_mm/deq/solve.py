@@ -1,0 +1,289 @@
+"""One entry point for fixed-point solves: :func:`solve`.
+
+The loop, the per-sample residuals, stopping, best-iterate tracking and the
+NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
+``(z, f(z))`` into the next iterate. A solver class provides ``options`` (the
+:class:`SolverConfig` fields its constructor takes besides ``z0`` and
+``max_iter``), a 0-dim long tensor ``degenerate`` and
+``propose(z, fz, active) -> Tensor``.
+"""
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .anderson import AndersonSolver
+from .broyden import BroydenSolver
+from .fixed_point import FixedPointSolver
+from .stats import SolverStats
+
+SOLVERS: Dict[str, type] = {
+    'anderson': AndersonSolver,
+    'broyden': BroydenSolver,
+    'fixed_point': FixedPointSolver,
+}
+STOP_MODES = ('abs', 'rel')
+REL_EPS = 1e-9
+
+
+def check_keys(cfg: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
+    """Raise ``ValueError`` naming every key of ``cfg`` not in ``allowed``."""
+    allowed = tuple(allowed)
+    unknown = sorted(set(cfg) - set(allowed))
+    if unknown:
+        raise ValueError(f'unknown {what} key(s) {unknown}; valid keys: {sorted(allowed)}')
+
+
+def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ValueError(f'{name}={value!r} is not valid; choose one of {sorted(choices)}')
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an int ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
+
+
+def check_number(name: str, value: Any, low: float, high: float = float('inf'),
+                 low_inclusive: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number in the interval."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f'{name} must be a number, got {value!r}')
+    above = value >= low if low_inclusive else value > low
+    if not (above and value <= high):
+        bracket = '[' if low_inclusive else '('
+        raise ValueError(f'{name} must be in {bracket}{low}, {high}], got {value!r}')
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Validated settings of one solve; fields match :func:`solve` arguments.
+
+    Args:
+        type (str): Solver name, a key of :data:`SOLVERS`. Default: 'broyden'.
+        max_iter (int): Budget of ``f`` evaluations. Default: 30.
+        tol (float): Per-sample stopping tolerance. Default: 1e-3.
+        stop_mode (str): ``'rel'`` or ``'abs'`` residual. Default: 'rel'.
+        memory (int, optional): Broyden pairs (default ``max_iter``) or
+            Anderson history (default 5).
+        tau (float): Fixed-point damping in ``(0, 1]``. Default: 1.0.
+        lam (float): Anderson relative ridge. Default: 1e-4.
+        beta (float): Anderson mixing. Default: 1.0.
+        check_every (int): Steps between host syncs that test "all samples
+            stopped" for an early exit. Larger values sync less but may waste
+            up to ``check_every - 1`` batch evaluations after the last sample
+            stopped; results do not change (stopped samples are frozen).
+            Default: 4.
+        divergence_factor (float): A sample is flagged ``diverged`` when its
+            absolute residual exceeds this factor times its starting
+            residual. Default: 1e3.
+    """
+
+    type: str = 'broyden'
+    max_iter: int = 30
+    tol: float = 1e-3
+    stop_mode: str = 'rel'
+    memory: Optional[int] = None
+    tau: float = 1.0
+    lam: float = 1e-4
+    beta: float = 1.0
+    check_every: int = 4
+    divergence_factor: float = 1e3
+
+    def __post_init__(self) -> None:
+        if self.type not in SOLVERS:
+            raise ValueError(f'unknown solver {self.type!r}; valid names: {sorted(SOLVERS)}')
+        check_int('max_iter', self.max_iter, 1)
+        check_number('tol', self.tol, 0.0, low_inclusive=True)
+        check_choice('stop_mode', self.stop_mode, STOP_MODES)
+        if self.memory is not None:
+            check_int('memory', self.memory, 1)
+        check_number('tau', self.tau, 0.0, 1.0)
+        check_number('lam', self.lam, 0.0)
+        check_number('beta', self.beta, 0.0)
+        check_int('check_every', self.check_every, 1)
+        check_number('divergence_factor', self.divergence_factor, 1.0)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> 'SolverConfig':
+        """Build from a config dict, naming any unknown key in the error."""
+        check_keys(cfg, (f.name for f in fields(cls)), 'solver config')
+        return cls(**cfg)
+
+    def solve_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments of :func:`solve` for these settings."""
+        kwargs = asdict(self)
+        kwargs['solver'] = kwargs.pop('type')
+        return kwargs
+
+
+@dataclass
+class SolverState:
+    """What a ``callback`` sees after each evaluation of ``f``.
+
+    Args:
+        step (int): Evaluations of ``f`` so far.
+        abs_res (Tensor): ``(B,)`` absolute residual of the current iterate.
+        rel_res (Tensor): ``(B,)`` relative residual of the current iterate.
+        active (Tensor): ``(B,)`` bool, samples still iterating.
+    """
+
+    step: int
+    abs_res: Tensor
+    rel_res: Tensor
+    active: Tensor
+
+
+class _Tracker:
+    """Per-sample residuals, stopping, flags and best iterate of one solve."""
+
+    def __init__(self, z0: Tensor, cfg: SolverConfig) -> None:
+        batch = z0.shape[0]
+        self.cfg = cfg
+        self.best_z = z0.clone()
+        self.best_abs = z0.new_full((batch,), float('nan'))
+        self.best_rel = z0.new_full((batch,), float('nan'))
+        self.best_step = torch.zeros(batch, dtype=torch.long, device=z0.device)
+        self.steps = torch.zeros(batch, dtype=torch.long, device=z0.device)
+        self.nan = torch.zeros(batch, dtype=torch.bool, device=z0.device)
+        self.diverged = torch.zeros_like(self.nan)
+        self.active = torch.ones_like(self.nan)
+        self.start_abs = self.best_abs
+        self.abs_trace = z0.new_empty(cfg.max_iter, batch)
+        self.rel_trace = z0.new_empty(cfg.max_iter, batch)
+
+    def record(self, step: int, z: Tensor, fz: Tensor) -> Tuple[Tensor, Tensor]:
+        """Book the residual of iterate ``step`` and update the per-sample state."""
+        abs_res = torch.linalg.vector_norm(fz - z, dim=1)
+        rel_res = abs_res / (torch.linalg.vector_norm(fz, dim=1) + REL_EPS)
+        self.abs_trace[step] = abs_res
+        self.rel_trace[step] = rel_res
+        res = rel_res if self.cfg.stop_mode == 'rel' else abs_res
+        finite = torch.isfinite(fz).all(dim=1) & torch.isfinite(abs_res)
+        active = self.active
+        if step == 0:
+            self.start_abs = abs_res
+            improve = torch.ones_like(active)
+        else:
+            best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
+            improve = active & finite & (res < best)
+        self.best_z = torch.where(improve.unsqueeze(1), z, self.best_z)
+        self.best_abs = torch.where(improve, abs_res, self.best_abs)
+        self.best_rel = torch.where(improve, rel_res, self.best_rel)
+        self.best_step = torch.where(improve, torch.full_like(self.best_step, step),
+                                     self.best_step)
+        self.steps += active.long()
+        bad = active & ~finite
+        grown = active & finite & (abs_res > self.cfg.divergence_factor * self.start_abs)
+        self.nan |= bad
+        self.diverged |= grown
+        self.active = active & ~bad & ~grown & ~(res < self.cfg.tol)
+        return abs_res, rel_res
+
+    def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
+        return SolverStats(
+            steps=self.steps,
+            best_step=self.best_step,
+            abs_res=self.best_abs,
+            rel_res=self.best_rel,
+            abs_trace=self.abs_trace[:nfe],
+            rel_trace=self.rel_trace[:nfe],
+            nan=self.nan,
+            diverged=self.diverged,
+            nfe=nfe,
+            tol=self.cfg.tol,
+            stop_mode=self.cfg.stop_mode,
+            degenerate=degenerate)
+
+
+def solve(f: Callable[[Tensor], Tensor],
+          z0: Tensor,
+          solver: str = 'broyden',
+          max_iter: int = 30,
+          tol: float = 1e-3,
+          stop_mode: str = 'rel',
+          memory: Optional[int] = None,
+          tau: float = 1.0,
+          lam: float = 1e-4,
+          beta: float = 1.0,
+          check_every: int = 4,
+          divergence_factor: float = 1e3,
+          callback: Optional[Callable[[SolverState], Optional[bool]]] = None
+          ) -> Tuple[Tensor, SolverStats]:
+    """Find ``z* = f(z*)`` per sample and return the lowest-residual iterate.
+
+    Each sample stops on its own when its residual (``stop_mode``) drops
+    below ``tol``, or when ``f`` gives NaN/Inf, or when it diverges; a stopped
+    sample is frozen at its best iterate, so its result does not depend on the
+    rest of the batch. ``f`` is still evaluated on the whole batch and must
+    treat samples independently. The solver state and all inner products are
+    kept in float32 (float64 if ``z0`` is float64) with autocast disabled;
+    ``f`` runs under the caller's autocast and its output is cast back. Runs
+    without autograd.
+
+    Args:
+        f (Callable): Maps a ``(B, D)`` state to ``(B, D)``.
+        z0 (Tensor): ``(B, D)`` initial state.
+        solver (str): Name in :data:`SOLVERS`. Default: 'broyden'.
+        max_iter (int): Budget of ``f`` evaluations (``z0`` counts as the
+            first one). Default: 30.
+        tol (float): Per-sample tolerance. Default: 1e-3.
+        stop_mode (str): ``'rel'``: ``||f(z)-z|| / ||f(z)||``, ``'abs'``:
+            ``||f(z)-z||``. Default: 'rel'.
+        memory (int, optional): Broyden/Anderson history length.
+        tau (float): Fixed-point damping. Default: 1.0.
+        lam (float): Anderson relative ridge. Default: 1e-4.
+        beta (float): Anderson mixing. Default: 1.0.
+        check_every (int): Steps between "all stopped" host syncs.
+            Default: 4.
+        divergence_factor (float): Residual growth that flags divergence.
+            Default: 1e3.
+        callback (Callable, optional): Called with a :class:`SolverState`
+            after every evaluation; returning True stops the solve.
+
+    Returns:
+        tuple[Tensor, SolverStats]: The ``(B, D)`` lowest-residual iterate
+        per sample and the statistics of the solve.
+    """
+    cfg = SolverConfig(type=solver, max_iter=max_iter, tol=tol, stop_mode=stop_mode,
+                       memory=memory, tau=tau, lam=lam, beta=beta, check_every=check_every,
+                       divergence_factor=divergence_factor)
+    if z0.dim() != 2:
+        raise ValueError(f'solve expects a flat (B, D) state, got shape {tuple(z0.shape)}')
+    dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
+    with torch.no_grad():
+        return _run(f, z0.detach().to(dtype), cfg, callback)
+
+
+def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
+         callback: Optional[Callable[[SolverState], Optional[bool]]]
+         ) -> Tuple[Tensor, SolverStats]:
+    solver_cls = SOLVERS[cfg.type]
+    impl = solver_cls(z0, cfg.max_iter, **{k: getattr(cfg, k) for k in solver_cls.options})
+    tracker = _Tracker(z0, cfg)
+    device_type = z0.device.type
+    z = z0
+    nfe = 0
+    for step in range(cfg.max_iter):
+        fz = f(z)
+        if fz.shape != z.shape:
+            raise ValueError(f'f must keep the state shape {tuple(z.shape)}, '
+                             f'returned {tuple(fz.shape)}')
+        fz = fz.to(z.dtype)
+        nfe += 1
+        with torch.autocast(device_type, enabled=False):
+            abs_res, rel_res = tracker.record(step, z, fz)
+            if callback is not None and callback(
+                    SolverState(nfe, abs_res, rel_res, tracker.active)):
+                break
+            if nfe == cfg.max_iter:
+                break
+            if nfe % cfg.check_every == 0 and not bool(tracker.active.any()):
+                break
+            proposal = impl.propose(z, fz, tracker.active)
+            z = torch.where(tracker.active.unsqueeze(1), proposal, tracker.best_z)
+    return tracker.best_z, tracker.stats(nfe, impl.degenerate)
