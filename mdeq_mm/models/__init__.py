@@ -1,5 +1,6 @@
-from . import layers, necks  # noqa: F401  (necks register into MODELS)
+from . import backbones, layers, necks  # noqa: F401  (registration side effects)
+from .backbones import MDEQ
 from .layers import MDEQModule
 from .necks import MDEQClsNeck
 
-__all__ = ['MDEQModule', 'MDEQClsNeck']
+__all__ = ['MDEQ', 'MDEQModule', 'MDEQClsNeck']

@@ -1,0 +1,3 @@
+from .mdeq import MDEQ
+
+__all__ = ['MDEQ']

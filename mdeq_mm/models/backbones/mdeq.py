@@ -1,0 +1,300 @@
+"""The MDEQ backbone: a multiscale layer solved for its fixed point."""
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.registry import MODELS
+from torch import Tensor
+
+from mdeq_mm.deq import DEQCore, SolverStats
+from ..layers import MDEQModule
+
+DEQ_MODES = ('equilibrium', 'unrolled')
+STEM_STRIDES = (1, 2, 4)
+
+
+@MODELS.register_module()
+class MDEQ(BaseModule):
+    """Multiscale Deep Equilibrium Model backbone.
+
+    A stem (two conv3x3-BN-ReLU, stride ``stem_stride``) and an input injection (conv1x1-BN-ReLU
+    into branch 0) are computed once per image; then the weight-tied multiscale layer
+    ``f(z; x)`` (:class:`MDEQModule`: per-branch residual blocks with GroupNorm, then fusion) is
+    solved for ``z* = f(z*)`` from ``z = 0`` by a root solver, with gradients by implicit
+    differentiation, a phantom gradient, or, in the ``'unrolled'`` warm-up mode, ordinary
+    backpropagation through ``unrolled_layers`` applications of ``f``.
+
+    Branch ``i`` has ``num_channels[i]`` channels at stride ``stem_stride * 2**i``, so with four
+    branches the outputs are at strides 4, 8, 16, 32 like HRNet's: the backbone drops into
+    mmseg's ``EncoderDecoder`` (``FCNHead`` with ``input_transform='resize_concat'``) and
+    mmpretrain's ``ImageClassifier`` (with :class:`MDEQClsNeck`).
+
+    Training returns ``f(z*)`` (one differentiable call on the solver's result), evaluation
+    returns ``z*`` (the lowest-residual iterate). After each forward the solver statistics are
+    in :attr:`last_forward_stats` (and, after ``backward()``, :attr:`last_backward_stats`).
+
+    Args:
+        arch (str | dict): A preset ('small', 'large', 'xl', 'cifar-tiny', 'cifar-large') or a
+            dict with the keys ``num_channels`` (required), ``expansion`` (default 5),
+            ``num_groups`` (GroupNorm groups in f, default 8), ``stem_stride`` (1, 2 or 4,
+            default 4), ``injection_conv`` (conv1x1-BN-ReLU on the stem output before injecting
+            it, default True) and ``post_gn_affine`` (default True). Defaults to 'small'.
+        in_channels (int): Input image channels. Defaults to 3.
+        dropout (float): Variational dropout rate inside f (one mask per forward, shared by
+            all solver steps). Defaults to 0.
+        forward_solver (dict): Forward solver settings: ``type`` ('broyden', 'anderson',
+            'fixed_point'), ``max_iter``, ``tol``, ``stop_mode`` ('abs' or 'rel'), ``memory``, ...
+            Defaults to ``dict(type='broyden', max_iter=26, tol=1e-3, stop_mode='rel')``.
+        backward (dict): Gradient settings: ``dict(type='implicit', solver=..., max_iter=...,
+            tol=...)`` for the exact implicit gradient with its own solver, or
+            ``dict(type='phantom', k=..., tau=...)``. Defaults to an implicit Broyden solve with
+            ``max_iter=27, tol=1e-3``.
+        fallback (dict, optional): What to do with samples whose forward solve hits NaN/Inf or
+            diverges; see :class:`mdeq_mm.deq.FallbackConfig`. Defaults to damped fixed-point.
+        unrolled_layers (int): Applications of f in the ``'unrolled'`` mode. Defaults to 5.
+        eval_max_iter (int, optional): Forward solver budget in evaluation (anytime
+            inference); None uses ``forward_solver['max_iter']``. Defaults to None.
+        deq_mode (str): 'equilibrium' or 'unrolled' training mode; hooks switch it at run
+            time. Evaluation always solves for the equilibrium. Defaults to 'equilibrium'.
+        conv_cfg (dict, optional): Config of the stem and injection convs. Defaults to None.
+        norm_cfg (dict): Norm of the stem and injection (outside f). Defaults to
+            ``dict(type='BN', requires_grad=True)``.
+        f_norm_cfg (dict): Norm inside f; only GroupNorm is accepted because batch statistics
+            would change at every solver step. ``num_groups`` in it overrides the arch's.
+            Defaults to ``dict(type='GN')``.
+        init_cfg (dict | list[dict], optional): Initialization config. Defaults to None.
+
+    Example:
+        >>> import torch
+        >>> from mdeq_mm.models import MDEQ
+        >>> model = MDEQ(arch=dict(num_channels=(8, 16), expansion=2),
+        ...              forward_solver=dict(type='broyden', max_iter=6))
+        >>> model.eval()
+        >>> outputs = model(torch.rand(1, 3, 32, 32))
+        >>> [tuple(out.shape) for out in outputs]
+        [(1, 8, 8, 8), (1, 16, 4, 4)]
+        >>> model.last_forward_stats.rel_res.shape
+        torch.Size([1])
+    """
+
+    arch_settings: Dict[str, Dict[str, Any]] = {
+        'small': dict(num_channels=(32, 64, 128, 256), expansion=5),
+        'large': dict(num_channels=(80, 160, 320, 640), expansion=5),
+        'xl': dict(num_channels=(88, 176, 352, 704), expansion=6),
+        'cifar-tiny': dict(
+            num_channels=(24, 24),
+            expansion=5,
+            stem_stride=1,
+            injection_conv=False),
+        'cifar-large': dict(
+            num_channels=(32, 64, 128, 256), expansion=5, stem_stride=1),
+    }
+    arch_defaults: Dict[str, Any] = dict(
+        expansion=5,
+        num_groups=8,
+        stem_stride=4,
+        injection_conv=True,
+        post_gn_affine=True)
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small',
+                 in_channels: int = 3,
+                 dropout: float = 0.0,
+                 forward_solver: Optional[dict] = None,
+                 backward: Optional[dict] = None,
+                 fallback: Optional[dict] = None,
+                 unrolled_layers: int = 5,
+                 eval_max_iter: Optional[int] = None,
+                 deq_mode: str = 'equilibrium',
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 f_norm_cfg: dict = dict(type='GN'),
+                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+        super().__init__(init_cfg)
+        self.arch = self._parse_arch(arch, f_norm_cfg)
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f'dropout must be in [0, 1), got {dropout!r}')
+        self.in_channels = in_channels
+        self.num_channels: Tuple[int, ...] = tuple(self.arch['num_channels'])
+        self.num_branches = len(self.num_channels)
+        self.stem_stride: int = self.arch['stem_stride']
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+
+        self.stem = self._make_stem()
+        self.injection = self._make_injection()
+        self.f = MDEQModule(
+            self.num_channels,
+            expansion=self.arch['expansion'],
+            num_groups=self.arch['num_groups'],
+            dropout=dropout,
+            post_gn_affine=self.arch['post_gn_affine'])
+        self.deq = DEQCore(
+            forward_solver or dict(type='broyden', max_iter=26, tol=1e-3, stop_mode='rel'),
+            backward or dict(type='implicit', solver='broyden', max_iter=27, tol=1e-3),
+            fallback,
+            n_layers=unrolled_layers)
+        self.deq.eval_max_iter = eval_max_iter
+        self.deq_mode = deq_mode
+        self.jacobian_probes = 0
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
+        """Resolve a preset name or dict into a complete, checked arch dict."""
+        if isinstance(arch, str):
+            if arch not in cls.arch_settings:
+                raise ValueError(f'unknown MDEQ arch {arch!r}; choose one of '
+                                 f'{sorted(cls.arch_settings)} or pass a dict')
+            arch = cls.arch_settings[arch]
+        elif not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        unknown = sorted(set(arch) - set(cls.arch_defaults) - {'num_channels'})
+        if unknown:
+            raise ValueError(f'unknown MDEQ arch key(s) {unknown}; valid keys: '
+                             f"{sorted(['num_channels', *cls.arch_defaults])}")
+        if 'num_channels' not in arch:
+            raise ValueError('an MDEQ arch dict needs num_channels, e.g. (32, 64, 128, 256)')
+        parsed = {**cls.arch_defaults, **arch}
+        if parsed['stem_stride'] not in STEM_STRIDES:
+            raise ValueError(f"stem_stride must be one of {STEM_STRIDES}, got "
+                             f"{parsed['stem_stride']!r}")
+        if not parsed['injection_conv'] and len(parsed['num_channels']) > 2:
+            raise ValueError('injection_conv=False (stem output injected directly) is only '
+                             'supported with at most 2 branches')
+        norm_type = (f_norm_cfg or {}).get('type', 'GN')
+        if norm_type != 'GN':
+            raise ValueError(
+                f"f_norm_cfg type {norm_type!r} is not allowed inside f: only GroupNorm "
+                "('GN') works there, because batch statistics would change at every solver "
+                'step and SyncBN would deadlock when ranks stop after different numbers of '
+                'steps. BN/SyncBN are fine in norm_cfg (stem and injection).')
+        unknown = sorted(set(f_norm_cfg) - {'type', 'num_groups'})
+        if unknown:
+            raise ValueError(f'unknown f_norm_cfg key(s) {unknown}; valid: type, num_groups')
+        if 'num_groups' in f_norm_cfg:
+            parsed['num_groups'] = f_norm_cfg['num_groups']
+        return parsed
+
+    def _make_stem(self) -> nn.Sequential:
+        """conv3x3-norm-ReLU twice, each conv of stride 2 while the stem stride allows."""
+        c0 = self.num_channels[0]
+        layers: List[nn.Module] = []
+        for i, in_ch in enumerate((self.in_channels, c0)):
+            stride = 2 if self.stem_stride >= 2**(i + 1) else 1
+            layers += [
+                build_conv_layer(
+                    self.conv_cfg, in_ch, c0, 3, stride=stride, padding=1, bias=False),
+                build_norm_layer(self.norm_cfg, c0)[1],
+                nn.ReLU(inplace=True),
+            ]
+        return nn.Sequential(*layers)
+
+    def _make_injection(self) -> Optional[nn.Sequential]:
+        if not self.arch['injection_conv']:
+            return None
+        c0 = self.num_channels[0]
+        return nn.Sequential(
+            build_conv_layer(self.conv_cfg, c0, c0, 1, bias=False),
+            build_norm_layer(self.norm_cfg, c0)[1], nn.ReLU(inplace=True))
+
+    @property
+    def total_stride(self) -> int:
+        """Stride of the coarsest branch; input sizes must be divisible by it."""
+        return self.stem_stride * 2**(self.num_branches - 1)
+
+    @property
+    def deq_mode(self) -> str:
+        """Training mode: 'equilibrium' (solver) or 'unrolled' (warm-up)."""
+        return self._deq_mode
+
+    @deq_mode.setter
+    def deq_mode(self, mode: str) -> None:
+        if mode not in DEQ_MODES:
+            raise ValueError(f'deq_mode must be one of {DEQ_MODES}, got {mode!r}')
+        self._deq_mode = mode
+
+    @property
+    def eval_max_iter(self) -> Optional[int]:
+        """Forward solver budget in evaluation (None: the training budget)."""
+        return self.deq.eval_max_iter
+
+    @eval_max_iter.setter
+    def eval_max_iter(self, value: Optional[int]) -> None:
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f'eval_max_iter must be None or an int >= 1, got {value!r}')
+        self.deq.eval_max_iter = value
+
+    @property
+    def last_forward_stats(self) -> Optional[SolverStats]:
+        """Forward solver statistics of the latest equilibrium forward."""
+        return self.deq.last_forward_stats
+
+    @property
+    def last_backward_stats(self) -> Optional[SolverStats]:
+        """Statistics of the latest implicit backward solve."""
+        return self.deq.last_backward_stats
+
+    @property
+    def jacobian_loss(self) -> Optional[Tensor]:
+        """Hutchinson estimate of ||J_f||_F^2 / numel from the latest training forward, if
+        ``jacobian_probes > 0`` was set for it (hooks set it on regularized iterations)."""
+        return self.deq.last_jac_loss
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'MDEQ expects input of shape (B, {self.in_channels}, H, W), '
+                             f'got {tuple(x.shape)}')
+        h, w = x.shape[-2:]
+        if h % self.total_stride or w % self.total_stride:
+            raise ValueError(
+                f'MDEQ input height and width must be divisible by {self.total_stride} '
+                f'(stem stride {self.stem_stride} x 2^{self.num_branches - 1} for '
+                f'{self.num_branches} branches), got {h}x{w}; pad the input, e.g. with '
+                f'size_divisor={self.total_stride} in the data preprocessor')
+
+    def initial_state(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Zeros for every branch, given the stem output ``x``."""
+        b, _, h, w = x.shape
+        return tuple(
+            x.new_zeros(b, c, h // 2**i, w // 2**i) for i, c in enumerate(self.num_channels))
+
+    def injection_of(self, x: Tensor) -> Tuple[Optional[Tensor], ...]:
+        """The input injection of f for images ``x``: the stem output (through the injection
+        conv) for branch 0, None for the others. ``self.f(z, injection)`` is then the map whose
+        fixed point :meth:`forward` solves for, e.g. to probe its Jacobian at ``z*``.
+
+        Args:
+            x (Tensor): Images of shape (B, in_channels, H, W).
+
+        Returns:
+            tuple[Tensor | None]: ``num_branches`` entries, a tensor shaped like branch 0.
+        """
+        self._check_input(x)
+        x = self.stem(x)
+        injection = self.injection(x) if self.injection is not None else x
+        return (injection, ) + (None, ) * (self.num_branches - 1)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Solve for the equilibrium features.
+
+        Args:
+            x (Tensor): Images of shape (B, in_channels, H, W), H and W divisible by
+                :attr:`total_stride`.
+
+        Returns:
+            tuple[Tensor]: ``num_branches`` feature maps, finest first.
+        """
+        injection = self.injection_of(x)
+        z0 = self.initial_state(injection[0])
+        self.f.reset(z0)
+        mode = self.deq_mode if self.training else 'equilibrium'
+        return tuple(
+            self.deq(
+                lambda z: self.f(z, injection),
+                z0,
+                mode=mode,
+                jac_probes=self.jacobian_probes))
