@@ -1,0 +1,516 @@
+"""Conversion of the authors' MDEQ checkpoints (v1: locuslab/mdeq, v2: locuslab/deq).
+
+The synthetic checkpoints below are generated from the authors' module structure: their key
+names and tensor shapes, with random values. Channels are tiny to keep the tests fast.
+"""
+import importlib.util
+import os.path as osp
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmpretrain.models.heads import LinearClsHead
+from mmseg.models.decode_heads import FCNHead
+
+from mdeq_mm.models import MDEQ, MDEQClsNeck, MDEQModule
+from mdeq_mm.models.layers import WeightNormConv2d
+from mdeq_mm.models.official_checkpoint import (CheckpointMismatchError,
+                                                check_converted_checkpoint,
+                                                convert_official_checkpoint,
+                                                describe_official_checkpoint,
+                                                detect_version, unwrap_state_dict)
+
+CHANNELS = (8, 16, 32)
+EXPANSION = 2
+GROUPS = 4
+# Branches 0 and 2 already have 4 * head channels: no shortcut projection there.
+HEAD_CHANNELS = (2, 8, 8)
+FINAL_CHANNELS = 24
+NUM_CLASSES = 5
+TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'convert_mdeq_checkpoint.py')
+
+
+class AuthorsLayout:
+    """Builds state dicts shaped like the authors' MDEQClsNet / MDEQSegNet."""
+
+    def __init__(self, seed=0):
+        self.gen = torch.Generator().manual_seed(seed)
+        self.sd = OrderedDict()
+
+    def rand(self, *shape, positive=False):
+        t = torch.randn(*shape, generator=self.gen)
+        return t.abs() + 0.5 if positive else t
+
+    def conv(self, name, c_out, c_in, k, bias=False):
+        self.sd[f'{name}.weight'] = self.rand(c_out, c_in, k, k)
+        if bias:
+            self.sd[f'{name}.bias'] = self.rand(c_out)
+
+    def wn_conv(self, name, c_out, c_in, k):
+        # The authors' WeightNorm(dim=0): magnitude (out, 1, 1, 1), direction like the weight.
+        self.sd[f'{name}.weight_g'] = self.rand(c_out, 1, 1, 1, positive=True)
+        self.sd[f'{name}.weight_v'] = self.rand(c_out, c_in, k, k)
+
+    def bn(self, name, c, affine=True):
+        if affine:
+            self.sd[f'{name}.weight'] = self.rand(c)
+            self.sd[f'{name}.bias'] = self.rand(c)
+        self.sd[f'{name}.running_mean'] = self.rand(c)
+        self.sd[f'{name}.running_var'] = self.rand(c, positive=True)
+        self.sd[f'{name}.num_batches_tracked'] = torch.tensor(123)
+
+    def gn(self, name, c, affine=True):
+        if affine:
+            self.sd[f'{name}.weight'] = self.rand(c)
+            self.sd[f'{name}.bias'] = self.rand(c)
+
+    def f_layer(self, prefix, wnorm=True, block_affine=True, fuse_affine=True, post_affine=True):
+        conv = self.wn_conv if wnorm else self.conv
+        for i, c in enumerate(CHANNELS):
+            block = f'{prefix}.branches.{i}.blocks.0'
+            conv(f'{block}.conv1', EXPANSION * c, c, 3)
+            self.gn(f'{block}.gn1', EXPANSION * c, block_affine)
+            conv(f'{block}.conv2', c, EXPANSION * c, 3)
+            self.gn(f'{block}.gn2', c, block_affine)
+            self.gn(f'{block}.gn3', c, block_affine)
+        for i, c_i in enumerate(CHANNELS):
+            for j, c_j in enumerate(CHANNELS):
+                net = f'{prefix}.fuse_layers.{i}.{j}.net'
+                if j > i:  # conv1x1 + GN, then nearest upsampling
+                    self.conv(f'{net}.conv', c_i, c_j, 1)
+                    self.gn(f'{net}.gnorm', c_i, fuse_affine)
+                for k in range(i - j):  # stride-2 conv3x3 stages
+                    c_out = c_i if k == i - j - 1 else c_j
+                    self.conv(f'{net}.{k}.conv', c_out, c_j, 3)
+                    self.gn(f'{net}.{k}.gnorm', c_out, fuse_affine)
+        for i, c in enumerate(CHANNELS):
+            conv(f'{prefix}.post_fuse_layers.{i}.conv', c, c, 1)
+            self.gn(f'{prefix}.post_fuse_layers.{i}.gnorm', c, post_affine)
+
+    def cls_head(self):
+        for i, (c, h) in enumerate(zip(CHANNELS, HEAD_CHANNELS)):
+            p = f'incre_modules.{i}.0'
+            self.conv(f'{p}.conv1', h, c, 1)
+            self.bn(f'{p}.bn1', h, affine=False)
+            self.conv(f'{p}.conv2', h, h, 3)
+            self.bn(f'{p}.bn2', h, affine=False)
+            self.conv(f'{p}.conv3', 4 * h, h, 1)
+            self.bn(f'{p}.bn3', 4 * h, affine=False)
+            if c != 4 * h:
+                self.conv(f'{p}.downsample.0', 4 * h, c, 1)
+                self.bn(f'{p}.downsample.1', 4 * h)
+        for i in range(len(CHANNELS) - 1):
+            self.conv(f'downsamp_modules.{i}.0', 4 * HEAD_CHANNELS[i + 1], 4 * HEAD_CHANNELS[i],
+                      3, bias=True)
+            self.bn(f'downsamp_modules.{i}.1', 4 * HEAD_CHANNELS[i + 1])
+        self.conv('final_layer.0', FINAL_CHANNELS, 4 * HEAD_CHANNELS[-1], 1, bias=True)
+        self.bn('final_layer.1', FINAL_CHANNELS)
+        self.sd['classifier.weight'] = self.rand(NUM_CLASSES, FINAL_CHANNELS)
+        self.sd['classifier.bias'] = self.rand(NUM_CLASSES)
+
+    def seg_head(self):
+        total = sum(CHANNELS)
+        self.conv('last_layer.0', total, total, 1, bias=True)
+        self.bn('last_layer.1', total)
+        self.conv('last_layer.3', NUM_CLASSES, total, 1, bias=True)
+
+
+def authors_checkpoint(version='v1', task='cls', injection=True, block_affine=True,
+                       fuse_affine=True, post_affine=True):
+    """A state dict in the authors' v1 or v2 layout (v1: GroupNorms always affine)."""
+    layout = AuthorsLayout()
+    c0 = CHANNELS[0]
+    layout.conv('downsample.0', c0, 3, 3)
+    layout.bn('downsample.1', c0)
+    layout.conv('downsample.3', c0, c0, 3)
+    layout.bn('downsample.4', c0)
+    if injection:
+        layout.conv('stage0.0', c0, c0, 1)
+        layout.bn('stage0.1', c0)
+    layout.f_layer('fullstage', True, block_affine, fuse_affine, post_affine)
+    sd = layout.sd
+    if version == 'v1':
+        # A copy of f made before weight normalization, and the solver wrapper submodule
+        # that shares both (the state dict repeats shared modules).
+        layout.f_layer('fullstage_copy', wnorm=False)
+        for original, alias in (('fullstage.', 'deq.func.'),
+                                ('fullstage_copy.', 'deq.func_copy.')):
+            for key in [k for k in sd if k.startswith(original)]:
+                sd[alias + key[len(original):]] = sd[key]
+    layout.cls_head() if task == 'cls' else layout.seg_head()
+    return sd
+
+
+def sub(state_dict, prefix):
+    return OrderedDict(
+        (k[len(prefix):], v) for k, v in state_dict.items() if k.startswith(prefix))
+
+
+def build_backbone(**arch):
+    return MDEQ(arch=dict(num_channels=CHANNELS, expansion=EXPANSION, num_groups=GROUPS, **arch))
+
+
+def build_fcn_head():
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return FCNHead(
+            in_channels=list(CHANNELS), in_index=[0, 1, 2], channels=sum(CHANNELS),
+            num_convs=1, kernel_size=1, concat_input=False, input_transform='resize_concat',
+            num_classes=NUM_CLASSES, norm_cfg=dict(type='BN'))
+
+
+def load_strict(module, state_dict):
+    module.load_state_dict(state_dict, strict=True)
+    loaded = module.state_dict()
+    assert loaded.keys() == state_dict.keys()
+    for key, value in state_dict.items():
+        assert torch.equal(loaded[key], value), key
+
+
+# Where each of the authors' tensors must reappear unchanged.
+SAME_TENSOR_PREFIXES = (('downsample.', 'backbone.stem.'), ('stage0.', 'backbone.injection.'),
+                        ('fullstage.', 'backbone.f.'),
+                        ('incre_modules.', 'neck.incre_modules.'),
+                        ('downsamp_modules.', 'neck.downsamp_modules.'),
+                        ('final_layer.', 'neck.final_layer.'), ('classifier.', 'head.fc.'),
+                        ('last_layer.0.weight', 'decode_head.convs.0.conv.weight'),
+                        ('last_layer.1.', 'decode_head.convs.0.bn.'),
+                        ('last_layer.3.', 'decode_head.conv_seg.'))
+
+
+def expected_target_key(key):
+    for src, dst in SAME_TENSOR_PREFIXES:
+        if key.startswith(src):
+            return dst + key[len(src):]
+    return None
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+@pytest.mark.parametrize('task', ['cls', 'seg'])
+def test_round_trip_preserves_every_tensor(version, task):
+    source = authors_checkpoint(version, task)
+    assert detect_version(source) == version
+    converted = convert_official_checkpoint(source, task)
+
+    folded_mean = 'decode_head.convs.0.bn.running_mean'
+    accounted = set()
+    for key, value in source.items():
+        target = expected_target_key(key)
+        if target is None or target == folded_mean:
+            continue  # copies of f, the folded conv bias
+        assert torch.equal(converted[target], value), (key, target)
+        accounted.add(target)
+    if task == 'seg':
+        assert torch.equal(converted[folded_mean],
+                           source['last_layer.1.running_mean'] - source['last_layer.0.bias'])
+        accounted.add(folded_mean)
+    else:  # the head bottleneck BNs have no affine parameters: identity filled in
+        for i, h in enumerate(HEAD_CHANNELS):
+            for n, c in ((1, h), (2, h), (3, 4 * h)):
+                bn = f'neck.incre_modules.{i}.0.bn{n}.'
+                assert torch.equal(converted[bn + 'weight'], torch.ones(c))
+                assert torch.equal(converted[bn + 'bias'], torch.zeros(c))
+                accounted.update((bn + 'weight', bn + 'bias'))
+    assert accounted == set(converted)
+
+    load_strict(build_backbone(), sub(converted, 'backbone.'))
+    load_strict(
+        MDEQModule(CHANNELS, expansion=EXPANSION, num_groups=GROUPS),
+        sub(converted, 'backbone.f.'))
+    if task == 'cls':
+        load_strict(MDEQClsNeck(CHANNELS, HEAD_CHANNELS, FINAL_CHANNELS), sub(converted, 'neck.'))
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            head = LinearClsHead(NUM_CLASSES, FINAL_CHANNELS)
+        load_strict(head, sub(converted, 'head.'))
+    else:
+        load_strict(build_fcn_head(), sub(converted, 'decode_head.'))
+
+
+def test_wrapped_and_prefixed_checkpoint_converts_like_the_raw_one():
+    raw = authors_checkpoint('v1', 'seg')
+    # DataParallel around the authors' segmentation training wrapper (model + loss).
+    wrapped = OrderedDict(('module.model.' + k, v) for k, v in raw.items())
+    wrapped['module.loss.criterion.weight'] = torch.rand(NUM_CLASSES)
+    checkpoint = {'epoch': 3, 'model': 'mdeq', 'state_dict': wrapped}
+    assert list(unwrap_state_dict(checkpoint)) == list(raw)
+    expected = convert_official_checkpoint(raw, 'seg')
+    converted = convert_official_checkpoint(checkpoint, 'seg')
+    assert converted.keys() == expected.keys()
+    assert all(torch.equal(converted[k], expected[k]) for k in expected)
+    assert convert_official_checkpoint({'model': raw}, 'seg').keys() == expected.keys()
+
+
+def test_describe_reads_the_architecture_from_the_weights():
+    layout = describe_official_checkpoint(authors_checkpoint('v2', 'cls', post_affine=False))
+    assert layout.version == 'v2' and layout.heads == ('cls', )
+    assert layout.backbone_arch() == dict(
+        num_channels=CHANNELS, expansion=EXPANSION, injection_conv=True, post_gn_affine=False)
+    assert layout.head_channels == HEAD_CHANNELS
+    assert (layout.final_channels, layout.num_classes) == (FINAL_CHANNELS, NUM_CLASSES)
+
+
+def test_unknown_key_is_listed():
+    source = authors_checkpoint('v2', 'cls')
+    source['fullstage.branches.1.blocks.0.conv3.weight'] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatchError) as info:
+        convert_official_checkpoint(source, 'cls')
+    assert info.value.unknown == ['fullstage.branches.1.blocks.0.conv3.weight']
+    assert 'fullstage.branches.1.blocks.0.conv3.weight' in str(info.value)
+    assert not info.value.missing
+
+
+def test_missing_key_is_listed():
+    source = authors_checkpoint('v2', 'cls')
+    del source['fullstage.fuse_layers.2.0.net.1.conv.weight']
+    del source['final_layer.1.running_var']
+    with pytest.raises(CheckpointMismatchError) as info:
+        convert_official_checkpoint(source, 'cls')
+    assert info.value.missing == [
+        'final_layer.1.running_var', 'fullstage.fuse_layers.2.0.net.1.conv.weight'
+    ]
+    assert 'final_layer.1.running_var' in str(info.value)
+
+
+def test_wrong_task_lists_the_head_and_says_which_task_fits():
+    with pytest.raises(CheckpointMismatchError, match="task='seg'") as info:
+        convert_official_checkpoint(authors_checkpoint('v2', 'seg'), 'cls')
+    assert 'last_layer.3.weight' in info.value.unknown
+    assert 'classifier.weight' in info.value.missing
+
+
+def test_backbone_task_drops_the_head():
+    converted = convert_official_checkpoint(authors_checkpoint('v1', 'cls'), 'backbone')
+    assert all(k.startswith('backbone.') for k in converted)
+    load_strict(build_backbone(), sub(converted, 'backbone.'))
+
+
+@pytest.mark.parametrize('break_it, message', [
+    (lambda sd: sd.__setitem__('fullstage_copy.branches.0.blocks.0.conv1.weight',
+                               torch.zeros(1, 1, 3, 3)), 'has shape'),
+    (lambda sd: sd.pop('fullstage_copy.post_fuse_layers.1.conv.weight'),
+     'fullstage_copy.post_fuse_layers.1.conv.weight'),
+    (lambda sd: sd.__setitem__('deq.func.branches.0.blocks.0.gn1.weight',
+                               torch.zeros(EXPANSION * CHANNELS[0])), 'differs'),
+])
+def test_inconsistent_v1_copies_of_f_are_rejected(break_it, message):
+    source = authors_checkpoint('v1', 'cls')
+    break_it(source)
+    with pytest.raises(CheckpointMismatchError, match=message):
+        convert_official_checkpoint(source, 'cls')
+
+
+def effective_weight(g, v):
+    """The authors' weight normalization over output channels."""
+    return g.reshape(-1, 1, 1, 1) * v / v.flatten(1).norm(dim=1).reshape(-1, 1, 1, 1)
+
+
+@pytest.mark.parametrize('form', ['flat_g', 'parametrizations', 'folded'])
+def test_weight_norm_forms_give_the_same_conv(form):
+    source = authors_checkpoint('v2', 'cls')
+    conv = 'fullstage.branches.0.blocks.0.conv1.'
+    g, v = source.pop(conv + 'weight_g'), source.pop(conv + 'weight_v')
+    weight = effective_weight(g, v)
+    if form == 'flat_g':
+        source[conv + 'weight_g'], source[conv + 'weight_v'] = g.flatten(), v
+    elif form == 'parametrizations':
+        source[conv + 'parametrizations.weight.original0'] = g
+        source[conv + 'parametrizations.weight.original1'] = v
+    else:
+        weight[1] = 0  # a dead filter must stay zero, not become NaN
+        source[conv + 'weight'] = weight
+    converted = convert_official_checkpoint(source, 'cls')
+    ours = WeightNormConv2d(CHANNELS[0], EXPANSION * CHANNELS[0], 3, bias=False)
+    ours.load_state_dict(sub(converted, 'backbone.f.branches.0.blocks.0.conv1.'), strict=True)
+    if form == 'folded':
+        assert torch.equal(ours.compute_weight().detach(), weight)
+    else:
+        torch.testing.assert_close(ours.compute_weight().detach(), weight)
+
+
+def reference_f(sd, z, x0):
+    """f written out with functionals from the authors' tensors (weight norm by hand)."""
+
+    def wn(name):
+        return effective_weight(sd[name + '.weight_g'], sd[name + '.weight_v'])
+
+    def gn(x, name, groups=GROUPS):
+        return F.group_norm(x, groups, sd[name + '.weight'], sd[name + '.bias'])
+
+    blocks = []
+    for i, z_i in enumerate(z):
+        b = f'fullstage.branches.{i}.blocks.0'
+        h = F.relu(gn(F.conv2d(z_i, wn(b + '.conv1'), padding=1), b + '.gn1'))
+        h = F.conv2d(h, wn(b + '.conv2'), padding=1)
+        h = gn(h + x0 if i == 0 else h, b + '.gn2')
+        blocks.append(gn(F.relu(h + z_i), b + '.gn3'))
+    outs = []
+    for i, b_i in enumerate(blocks):
+        u = b_i
+        for j, b_j in enumerate(blocks):
+            net = f'fullstage.fuse_layers.{i}.{j}.net'
+            if j > i:
+                up = gn(F.conv2d(b_j, sd[net + '.conv.weight']), net + '.gnorm')
+                u = u + F.interpolate(up, scale_factor=2**(j - i), mode='nearest')
+            elif j < i:
+                down = b_j
+                for k in range(i - j):
+                    down = gn(F.conv2d(down, sd[f'{net}.{k}.conv.weight'], stride=2, padding=1),
+                              f'{net}.{k}.gnorm')
+                    down = F.relu(down) if k < i - j - 1 else down
+                u = u + down
+        post = f'fullstage.post_fuse_layers.{i}'
+        outs.append(gn(F.conv2d(F.relu(u), wn(post + '.conv')), post + '.gnorm', GROUPS // 2))
+    return outs
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+def test_converted_f_computes_the_authors_block_and_fusion(version):
+    source = OrderedDict((k, v.double()) for k, v in authors_checkpoint(version, 'cls').items())
+    converted = convert_official_checkpoint(source, 'cls')
+    f = MDEQModule(CHANNELS, expansion=EXPANSION, num_groups=GROUPS).double().eval()
+    f.load_state_dict(sub(converted, 'backbone.f.'), strict=True)
+    gen = torch.Generator().manual_seed(1)
+    z = tuple(
+        torch.randn(2, c, 8 >> i, 8 >> i, generator=gen, dtype=torch.float64)
+        for i, c in enumerate(CHANNELS))
+    x0 = torch.randn(z[0].shape, generator=gen, dtype=torch.float64)
+    f.reset(z)
+    for ours, ref in zip(f(z, (x0, None, None)), reference_f(source, z, x0)):
+        torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_folded_seg_conv_bias_gives_equal_outputs(train):
+    source = authors_checkpoint('v1', 'seg')
+    head = build_fcn_head()
+    head.load_state_dict(sub(convert_official_checkpoint(source, 'seg'), 'decode_head.'))
+    head.train(train)
+    x = torch.randn(4, sum(CHANNELS), 5, 5, generator=torch.Generator().manual_seed(2))
+    y = F.conv2d(x, source['last_layer.0.weight'], source['last_layer.0.bias'])
+    y = F.batch_norm(y, source['last_layer.1.running_mean'].clone(),
+                     source['last_layer.1.running_var'].clone(), source['last_layer.1.weight'],
+                     source['last_layer.1.bias'], training=train)
+    y = F.conv2d(F.relu(y), source['last_layer.3.weight'], source['last_layer.3.bias'])
+    with torch.no_grad():  # conv_seg, not cls_seg: no dropout in training mode
+        torch.testing.assert_close(head.conv_seg(head.convs(x)), y, rtol=1e-4, atol=1e-5)
+
+
+def test_absent_gn_affine_parameters_are_filled_with_the_identity():
+    source = authors_checkpoint('v2', 'seg', block_affine=False, fuse_affine=False)
+    converted = convert_official_checkpoint(source, 'seg')
+    gn1 = 'backbone.f.branches.2.blocks.0.gn1.'
+    assert torch.equal(converted[gn1 + 'weight'], torch.ones(EXPANSION * CHANNELS[2]))
+    assert torch.equal(converted[gn1 + 'bias'], torch.zeros(EXPANSION * CHANNELS[2]))
+    fuse = 'backbone.f.fuse_layers.2.0.net.0.gnorm.'
+    assert torch.equal(converted[fuse + 'weight'], torch.ones(CHANNELS[0]))
+    load_strict(build_backbone(), sub(converted, 'backbone.'))
+
+
+def test_post_fusion_gn_without_affine_follows_the_target_arch():
+    source = authors_checkpoint('v2', 'cls', post_affine=False)
+    gnorm = 'backbone.f.post_fuse_layers.1.gnorm.weight'
+    mirrored = convert_official_checkpoint(source, 'cls')
+    assert gnorm not in mirrored
+    load_strict(build_backbone(post_gn_affine=False), sub(mirrored, 'backbone.'))
+    arch = dict(num_channels=CHANNELS, expansion=EXPANSION, post_gn_affine=True)
+    filled = convert_official_checkpoint(source, 'cls', arch=arch)
+    assert torch.equal(filled[gnorm], torch.ones(CHANNELS[1]))
+    load_strict(build_backbone(), sub(filled, 'backbone.'))
+
+
+def test_learned_post_fusion_gn_cannot_be_dropped():
+    arch = dict(num_channels=CHANNELS, expansion=EXPANSION, post_gn_affine=False)
+    with pytest.raises(CheckpointMismatchError, match='post_gn_affine=True'):
+        convert_official_checkpoint(authors_checkpoint('v2', 'cls'), 'cls', arch=arch)
+
+
+@pytest.mark.parametrize('arch, message', [
+    ('small', 'num_channels'),
+    (dict(num_channels=CHANNELS, expansion=3), 'expansion: checkpoint 2, arch 3'),
+    (dict(num_channels=CHANNELS, expansion=EXPANSION, injection_conv=False), 'injection_conv'),
+])
+def test_arch_mismatch_is_named(arch, message):
+    with pytest.raises(ValueError, match=message):
+        convert_official_checkpoint(authors_checkpoint('v1', 'cls'), 'cls', arch=arch)
+
+
+def test_checkpoint_without_injection_conv_converts_for_a_direct_injection_arch():
+    source = authors_checkpoint('v2', 'seg', injection=False)
+    arch = dict(num_channels=CHANNELS, expansion=EXPANSION, injection_conv=True)
+    with pytest.raises(ValueError, match='injection_conv'):
+        convert_official_checkpoint(source, 'seg', arch=arch)
+    converted = convert_official_checkpoint(source, 'seg', arch=dict(arch, injection_conv=False))
+    assert not any(k.startswith('backbone.injection.') for k in converted)
+
+
+def test_big_kernels_are_rejected():
+    source = authors_checkpoint('v2', 'cls')
+    conv = 'fullstage.branches.1.blocks.0.conv1.weight_v'
+    source[conv] = torch.zeros(EXPANSION * CHANNELS[1], CHANNELS[1], 5, 5)
+    with pytest.raises(CheckpointMismatchError, match='5x5 kernel'):
+        convert_official_checkpoint(source, 'cls')
+
+
+def seg_config():
+    return dict(
+        default_scope='mmseg',
+        model=dict(
+            type='EncoderDecoder',
+            data_preprocessor=dict(type='SegDataPreProcessor', mean=[0.0] * 3, std=[1.0] * 3),
+            backbone=dict(
+                type='MDEQ',
+                arch=dict(num_channels=CHANNELS, expansion=EXPANSION, num_groups=GROUPS)),
+            decode_head=dict(
+                type='FCNHead', in_channels=list(CHANNELS), in_index=[0, 1, 2],
+                channels=sum(CHANNELS), num_convs=1, kernel_size=1, concat_input=False,
+                input_transform='resize_concat', num_classes=NUM_CLASSES,
+                norm_cfg=dict(type='BN'))))
+
+
+def test_check_loads_a_segmentor_strictly():
+    cfg = seg_config()
+    converted = convert_official_checkpoint(
+        authors_checkpoint('v1', 'seg'), 'seg', arch=cfg['model']['backbone']['arch'])
+    counts = check_converted_checkpoint(converted, cfg)
+    assert list(counts) == ['backbone', 'decode_head', 'total']
+    assert counts['total'] == counts['backbone'] + counts['decode_head']
+    del converted['decode_head.conv_seg.bias']
+    with pytest.raises(RuntimeError, match='conv_seg.bias'):
+        check_converted_checkpoint(converted, cfg)
+
+
+def test_check_loads_a_classifier_strictly():
+    cfg = dict(
+        default_scope='mmpretrain',
+        model=dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='MDEQ',
+                arch=dict(num_channels=CHANNELS, expansion=EXPANSION, num_groups=GROUPS)),
+            neck=dict(type='MDEQClsNeck', in_channels=CHANNELS, head_channels=HEAD_CHANNELS,
+                      final_channels=FINAL_CHANNELS),
+            head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
+                      in_channels=FINAL_CHANNELS)))
+    converted = convert_official_checkpoint(authors_checkpoint('v2', 'cls'), 'cls')
+    counts = check_converted_checkpoint(converted, cfg)
+    assert list(counts) == ['backbone', 'neck', 'head', 'total']
+
+
+def test_cli_checks_then_saves_an_mmengine_checkpoint(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location('convert_mdeq_checkpoint', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    source = authors_checkpoint('v1', 'seg')
+    src, dst = tmp_path / 'official.pkl', tmp_path / 'converted.pth'
+    torch.save({'state_dict': OrderedDict(('model.' + k, v) for k, v in source.items())}, src)
+    config = tmp_path / 'seg_config.py'
+    Config(seg_config()).dump(str(config))
+
+    tool.main([str(src), str(dst), '--task', 'seg', '--check', str(config)])
+    saved = torch.load(dst, weights_only=True)
+    assert saved['meta']['source_layout'] == 'v1' and saved['meta']['source'] == 'official.pkl'
+    expected = convert_official_checkpoint(source, 'seg')
+    assert all(torch.equal(saved['state_dict'][k], v) for k, v in expected.items())
+    assert 'strict=True' in capsys.readouterr().out

@@ -1,0 +1,97 @@
+"""Convert an official MDEQ checkpoint (locuslab/mdeq or locuslab/deq) to mdeq_mm.
+
+Writes an mmengine checkpoint (``{'meta': ..., 'state_dict': ...}``) for an mmpretrain
+``ImageClassifier`` (``--task cls``), an mmseg ``EncoderDecoder`` with ``FCNHead``
+(``--task seg``) or the backbone alone (``--task backbone``). With ``--check CONFIG`` the model
+of that config is built and the result loaded into it with ``strict=True`` before anything is
+written; the backbone ``arch`` is then taken from the config unless ``--arch`` is given.
+
+Example::
+
+    python tools/convert_mdeq_checkpoint.py MDEQ_Small_Cls.pkl mdeq-small_in1k.pth \\
+        --task cls --arch small --check CONFIG
+"""
+import argparse
+import json
+import os.path as osp
+import pickle
+from typing import Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+import mdeq_mm
+from mdeq_mm.models.backbones import MDEQ
+from mdeq_mm.models.official_checkpoint import (TASKS, check_converted_checkpoint,
+                                                convert_official_checkpoint,
+                                                describe_official_checkpoint)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert an official MDEQ checkpoint to mdeq_mm (mmengine) format')
+    parser.add_argument('src', help='official checkpoint (.pkl / .pth)')
+    parser.add_argument('dst', help='output checkpoint path')
+    parser.add_argument('--task', choices=TASKS, required=True,
+                        help="target model: 'cls' (mmpretrain ImageClassifier), 'seg' "
+                        "(mmseg EncoderDecoder + FCNHead) or 'backbone' (drop the head)")
+    parser.add_argument('--arch', choices=sorted(MDEQ.arch_settings),
+                        help='backbone preset the checkpoint must match; its post_gn_affine '
+                        'decides whether an affine-free post-fusion GroupNorm gets weight=1, '
+                        'bias=0 (default: the --check config\'s arch, else follow the '
+                        'checkpoint)')
+    parser.add_argument('--check', metavar='CONFIG',
+                        help='build the model of this mmseg / mmpretrain config and load the '
+                        'result with strict=True before saving')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='allow arbitrary pickled objects in src (only for files you '
+                        'trust); by default only tensors and plain containers are loaded')
+    return parser.parse_args(argv)
+
+
+def load_official(path: str, trust_pickle: bool = False) -> dict:
+    """Load a checkpoint on the CPU, refusing arbitrary pickles unless trusted."""
+    try:
+        return torch.load(path, map_location='cpu', weights_only=not trust_pickle)
+    except pickle.UnpicklingError as err:
+        raise RuntimeError(f'{path} holds objects other than tensors and plain containers; '
+                           f'if you trust the file, rerun with --trust-pickle') from err
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    checkpoint = load_official(args.src, args.trust_pickle)
+    layout = describe_official_checkpoint(checkpoint)
+    cfg = Config.fromfile(args.check) if args.check else None
+    arch = args.arch
+    if arch is None and cfg is not None:
+        arch = cfg.model.get('backbone', {}).get('arch')
+    state_dict = convert_official_checkpoint(checkpoint, args.task, arch=arch)
+
+    found = layout.backbone_arch()
+    print(f'{layout.version} layout, heads {list(layout.heads)}: {len(state_dict)} tensors')
+    print(f'backbone arch of these weights: {found}')
+    if arch is None and not found['post_gn_affine']:
+        print('note: the post-fusion GroupNorms have no affine parameters; build the backbone '
+              'with post_gn_affine=False, or pass --arch to fill them with weight=1, bias=0')
+    if cfg is not None:
+        counts = check_converted_checkpoint(state_dict, cfg)
+        print(f'loaded into the model of {osp.basename(args.check)} with strict=True')
+        for name, num in counts.items():
+            print(f'    {name:<12} {num / 1e6:8.3f} M parameters')
+
+    meta = dict(
+        source=osp.basename(args.src),
+        source_layout=layout.version,
+        task=args.task,
+        backbone_arch=dict(found, num_channels=list(found['num_channels'])),
+        head_channels=None if layout.head_channels is None else list(layout.head_channels),
+        final_channels=layout.final_channels,
+        num_classes=layout.num_classes,
+        mdeq_mm_version=mdeq_mm.__version__)
+    torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
+    print(f'saved {args.dst}; meta: {json.dumps(meta)}')
+
+
+if __name__ == '__main__':
+    main()
