@@ -1,0 +1,9 @@
+# MDEQ-small on Cityscapes (paper: 75.1 mIoU val, ~8M parameters, ImageNet-initialized; this
+# config trains from scratch, see the *_in1k-pre_* variant for the ImageNet initialization).
+_base_ = [
+    '../_base_/models/fcn_mdeq-small.py', 'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py', '../_base_/schedules/schedule_mdeq_120k.py'
+]
+crop_size = (512, 1024)
+model = dict(data_preprocessor=dict(size=crop_size))
+train_dataloader = dict(batch_size=3)

@@ -1,0 +1,89 @@
+# The quick-start job: a tiny MDEQ trained on the generated Cityscapes-format street scenes
+# (tools/generate_demo_data.py) with mmseg's stock CityscapesDataset, pipeline and IoUMetric.
+# A few minutes on 2 CPU cores: unrolled warm-up, then equilibrium (implicit) training.
+_base_ = [
+    'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/default_runtime.py',
+    '../_base_/mdeq_runtime.py'
+]
+data_root = 'data/mdeq_demo_cityscapes/'
+crop_size = (64, 128)
+num_channels = (16, 32, 64)
+norm_cfg = dict(type='BN', requires_grad=True)
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[123.675, 116.28, 103.53],
+    std=[58.395, 57.12, 57.375],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=crop_size,
+    test_cfg=dict(size_divisor=16))
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    backbone=dict(
+        type='MDEQ',
+        arch=dict(num_channels=num_channels, expansion=4),
+        norm_cfg=norm_cfg,
+        dropout=0.0,
+        forward_solver=dict(type='broyden', max_iter=12, tol=1e-3),
+        backward=dict(type='implicit', solver='broyden', max_iter=12, tol=1e-3),
+        unrolled_layers=4),
+    decode_head=dict(
+        type='FCNHead',
+        in_channels=list(num_channels),
+        in_index=(0, 1, 2),
+        channels=sum(num_channels),
+        input_transform='resize_concat',
+        kernel_size=1,
+        num_convs=1,
+        concat_input=False,
+        dropout_ratio=-1,
+        num_classes=19,
+        norm_cfg=norm_cfg,
+        align_corners=False,
+        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(256, 128), ratio_range=(0.5, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 64), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(
+    batch_size=4,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=1,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0005),
+    clip_grad=dict(max_norm=5.0))
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=300, by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300),
+    visualization=dict(type='SegVisualizationHook'))
+env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
+randomness = dict(seed=0)

@@ -1,0 +1,64 @@
+"""Shared pieces of the end-to-end runs: generated data, a tiny segmentation config."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+
+from mdeq_mm.datasets import generate_cityscapes_like
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq',
+                       'fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py')
+
+
+@pytest.fixture(scope='session')
+def seg_data_root(tmp_path_factory):
+    return generate_cityscapes_like(
+        str(tmp_path_factory.mktemp('synth_cityscapes')), num_train=8, num_val=2,
+        height=64, width=128)
+
+
+def write_seg_config(path, data_root, max_iters, extra=''):
+    """A config inheriting the demo config, shrunk for a test run."""
+    path.write_text(f"""
+_base_ = {DEMO_CONFIG!r}
+data_root = {data_root!r}
+crop_size = (32, 64)
+model = dict(data_preprocessor=dict(size=crop_size))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.75, 1.25), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(64, 32), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end={max_iters},
+                        by_epoch=False)]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters={max_iters}, val_interval={max_iters})
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=4, log_metric_by_epoch=False),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=12))
+{extra}
+""")
+    return str(path)
+
+
+def run_tool(args, timeout=900, env=None):
+    """Run a project tool with this interpreter; return its combined output."""
+    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-5000:]
+    return output

@@ -1,0 +1,32 @@
+"""mmseg end to end: MDEQ trains with the stock CityscapesDataset, pipeline and IoUMetric."""
+import re
+
+import pytest
+
+from .conftest import run_tool, write_seg_config
+
+pytestmark = pytest.mark.slow
+
+
+def logged_losses(output):
+    return [float(v) for v in re.findall(r'Iter\(train\) .*? loss: ([0-9.]+)', output)]
+
+
+def test_train_validate_checkpoint_and_resume(tmp_path, seg_data_root):
+    work_dir = tmp_path / 'work'
+    config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=24)
+    output = run_tool(['tools/train.py', config, '--work-dir', str(work_dir)])
+
+    losses = logged_losses(output)
+    assert len(losses) >= 6, output[-3000:]
+    assert sum(losses[-2:]) < 0.8 * sum(losses[:2]), losses
+    miou = re.findall(r'mIoU: ([0-9.]+)', output)
+    assert miou and 0.0 <= float(miou[-1]) <= 100.0, output[-3000:]
+    assert (work_dir / 'iter_24.pth').exists()
+
+    longer = write_seg_config(tmp_path / 'cfg_longer.py', seg_data_root, max_iters=32)
+    resumed = run_tool(['tools/train.py', longer, '--work-dir', str(work_dir), '--resume'])
+    iters = [int(i) for i in re.findall(r'Iter\(train\) \[\s*(\d+)/32\]', resumed)]
+    assert iters and min(iters) > 24 and max(iters) == 32, iters
+    assert 'resumed' in resumed.lower() or 'Load checkpoint' in resumed
+    assert (work_dir / 'iter_32.pth').exists()
