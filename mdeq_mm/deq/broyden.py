@@ -41,13 +41,21 @@ class BroydenSolver:
         self.degenerate = torch.zeros((), dtype=torch.long, device=z0.device)
         self._eps = torch.finfo(z0.dtype).eps
 
+    def _low_rank(self, left: Tensor, right: Tensor, x: Tensor) -> Tensor:
+        """``left[:, :, :n] (right[:, :, :n]^T x)`` over the ``n`` pairs stored so far."""
+        n = min(self.n_updates, self.memory)
+        if n == 0:
+            return torch.zeros_like(x)
+        coeff = torch.bmm(x.unsqueeze(1), right[:, :, :n])
+        return torch.bmm(coeff, left[:, :, :n].transpose(1, 2)).squeeze(1)
+
     def _apply(self, x: Tensor) -> Tensor:
         """``B x`` with ``B = -I + U V^T``."""
-        return -x + torch.einsum('bdm,bm->bd', self.us, torch.einsum('bdm,bd->bm', self.vs, x))
+        return self._low_rank(self.us, self.vs, x) - x
 
     def _apply_transposed(self, x: Tensor) -> Tensor:
         """``B^T x`` with ``B^T = -I + V U^T``."""
-        return -x + torch.einsum('bdm,bm->bd', self.vs, torch.einsum('bdm,bd->bm', self.us, x))
+        return self._low_rank(self.vs, self.us, x) - x
 
     def _update(self, s: Tensor, y: Tensor, active: Tensor) -> None:
         """Rank-one good-Broyden update so that the new ``B`` maps ``y`` to ``s``."""
