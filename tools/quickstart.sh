@@ -23,7 +23,7 @@ setup() {
     fi
     [[ -x $PY ]] || python3 -m venv "$VENV"
     # torch and the build tools first: the mmcv build compiles against the installed torch.
-    "$PY" -m pip install --upgrade pip wheel
+    "$PY" -m pip install wheel
     "$PY" -m pip install $(grep -E '^(torch|torchvision|setuptools)[=<>]' "$ROOT/requirements.txt" | sed 's/#.*//')
     "$PY" "$ROOT/tools/install_mmcv.py"
     "$PY" -m pip install -e "$ROOT[tests]"
