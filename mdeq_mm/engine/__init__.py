@@ -1,4 +1,5 @@
 """MMEngine integration: checkpoint loading, CPU-capable distributed runs, solver hooks."""
+from . import hooks  # noqa: F401  (registration side effects)
 from .checkpoint import load_from_local
 from .distributed import (CPUDistributedDataParallel, CPUDistributedRunner,
                           init_cpu_process_group)

@@ -1,0 +1,11 @@
+"""MMEngine hooks that make an MDEQ trainable and observable in a stock Runner."""
+from .deq_eval_budget_hook import DEQEvalBudgetHook
+from .deq_solver_stats_hook import DEQSolverStatsHook
+from .deq_warmup_hook import DEQWarmupHook
+from .jacobian_reg_hook import JacobianRegHook
+from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+
+__all__ = [
+    'DEQEvalBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook', 'JacobianRegHook',
+    'get_mdeq_backbone', 'unwrap_model'
+]

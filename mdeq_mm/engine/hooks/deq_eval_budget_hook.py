@@ -1,0 +1,110 @@
+"""Forward solver budget of MDEQ evaluation, and a spectral-radius diagnostic."""
+from typing import Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.hooks.hook import DATA_BATCH
+from mmengine.registry import HOOKS
+
+from mdeq_mm.deq import spectral_radius
+from mdeq_mm.deq.solve import check_int
+from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+
+SPECTRAL_RADIUS_KEY = 'val/deq_spectral_radius'
+
+
+@HOOKS.register_module()
+class DEQEvalBudgetHook(Hook):
+    """Evaluate the MDEQ with its own forward solver budget (anytime inference).
+
+    Sets the backbone's ``eval_max_iter`` to ``max_iter`` for validation and testing and
+    restores the previous value afterwards, so a model trained with one step budget can be
+    evaluated with fewer or more steps.
+
+    With ``spectral_radius=True`` it also logs ``val/deq_spectral_radius``: on the first
+    validation batch it runs the data preprocessor and the backbone on ``num_samples`` images
+    (no gradients), then estimates the spectral radius of the layer's Jacobian at the
+    equilibrium by ``power_iters`` steps of power iteration and logs the largest over the
+    samples. A radius near or above 1 means the fixed point is hard to reach or unstable.
+
+    Args:
+        max_iter (int, optional): Forward solver steps in evaluation; None keeps the
+            backbone's own ``eval_max_iter``. Defaults to None.
+        spectral_radius (bool): Log the spectral-radius estimate at validation.
+            Defaults to False.
+        power_iters (int): Power iterations of the estimate. Defaults to 50.
+        num_samples (int): Images of the first validation batch to probe (at most the batch
+            size). Defaults to 1.
+
+    Example:
+        >>> custom_hooks = [
+        ...     dict(type='DEQEvalBudgetHook', max_iter=8, spectral_radius=True,
+        ...          power_iters=100)
+        ... ]
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self,
+                 max_iter: Optional[int] = None,
+                 spectral_radius: bool = False,
+                 power_iters: int = 50,
+                 num_samples: int = 1) -> None:
+        name = type(self).__name__
+        if max_iter is not None:
+            check_int(f'{name} max_iter', max_iter, 1)
+        if not isinstance(spectral_radius, bool):
+            raise ValueError(f'{name} spectral_radius must be a bool, got {spectral_radius!r}')
+        check_int(f'{name} power_iters', power_iters, 1)
+        check_int(f'{name} num_samples', num_samples, 1)
+        self.max_iter = max_iter
+        self.spectral_radius = spectral_radius
+        self.power_iters = power_iters
+        self.num_samples = num_samples
+
+    def before_run(self, runner) -> None:
+        """Fail early if the model has no MDEQ backbone."""
+        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
+
+    def before_val(self, runner) -> None:
+        self._set_budget()
+
+    def after_val(self, runner) -> None:
+        self._restore_budget()
+
+    def before_test(self, runner) -> None:
+        self._set_budget()
+
+    def after_test(self, runner) -> None:
+        self._restore_budget()
+
+    def _set_budget(self) -> None:
+        self._saved_max_iter = self.backbone.eval_max_iter
+        if self.max_iter is not None:
+            self.backbone.eval_max_iter = self.max_iter
+
+    def _restore_budget(self) -> None:
+        self.backbone.eval_max_iter = self._saved_max_iter
+
+    def before_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
+        """Estimate the spectral radius on the first batch, if asked to."""
+        if self.spectral_radius and batch_idx == 0:
+            radius = self.estimate_spectral_radius(runner.model, data_batch)
+            runner.message_hub.update_scalar(SPECTRAL_RADIUS_KEY, radius)
+
+    def estimate_spectral_radius(self, model: torch.nn.Module, data_batch: DATA_BATCH) -> float:
+        """Largest spectral radius of ``J_f(z*)`` over the first ``num_samples`` images."""
+        backbone = self.backbone
+        was_training = backbone.training
+        backbone.eval()
+        try:
+            with torch.no_grad():
+                inputs = unwrap_model(model).data_preprocessor(data_batch, False)['inputs']
+                images = inputs[:self.num_samples]
+                z_star = backbone(images)
+                injection = backbone.injection_of(images)
+            radius = spectral_radius(lambda z: backbone.f(z, injection), z_star,
+                                     self.power_iters)
+        finally:
+            backbone.train(was_training)
+        return float(radius.max())

@@ -1,0 +1,65 @@
+"""Every hook finds the MDEQ backbone in one way, and fails early and clearly without one."""
+import glob
+
+import pytest
+import torch.nn as nn
+from mmengine.model import BaseModel
+from mmengine.runner import Runner
+
+from mdeq_mm.engine.hooks import get_mdeq_backbone, unwrap_model
+from mdeq_mm.models import MDEQ
+from . import make_cityscapes, resnet_backbone_cfg, runner_cfg
+
+HOOKS = [
+    dict(type='DEQWarmupHook', warmup_iters=2),
+    dict(type='DEQSolverStatsHook'),
+    dict(type='JacobianRegHook', weight=0.5, prob=0.5),
+    dict(type='DEQEvalBudgetHook', max_iter=2),
+]
+
+
+@pytest.fixture(scope='module')
+def data_root(tmp_path_factory):
+    return make_cityscapes(tmp_path_factory)
+
+
+class PlainModel(BaseModel):
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(2, 1)
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        return self.linear(inputs)
+
+
+class Nested(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Identity(), MDEQ(arch=dict(num_channels=(8, 16))))
+
+
+def test_finds_the_backbone_anywhere_and_through_wrappers():
+    model = Nested()
+    wrapped = nn.DataParallel(model)
+    assert unwrap_model(wrapped) is model
+    assert get_mdeq_backbone(wrapped, 'SomeHook') is model.body[1]
+
+
+def test_plain_model_is_rejected_with_a_clear_error():
+    with pytest.raises(ValueError,
+                       match='SomeHook needs a model with an MDEQ backbone; found none in '
+                       'PlainModel'):
+        get_mdeq_backbone(PlainModel(), 'SomeHook')
+
+
+@pytest.mark.parametrize('hook', HOOKS, ids=[h['type'] for h in HOOKS])
+def test_hooks_fail_at_before_run_without_mdeq(data_root, tmp_path, hook):
+    cfg = runner_cfg(
+        data_root, str(tmp_path), [hook], backbone=resnet_backbone_cfg(), in_channels=(8, 16))
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(ValueError, match=f"{hook['type']} needs a model with an MDEQ backbone; "
+                       'found none in EncoderDecoder'):
+        runner.train()
+    assert not glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))  # nothing ran
