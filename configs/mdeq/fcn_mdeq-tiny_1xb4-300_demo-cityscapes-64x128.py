@@ -82,8 +82,13 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=300, val_interval=300)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=20, log_metric_by_epoch=False),
+    logger=dict(type='LoggerHook', interval=25, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300),
     visualization=dict(type='SegVisualizationHook'))
+custom_hooks = [
+    dict(type='DEQWarmupHook', warmup_iters=100),
+    dict(type='DEQSolverStatsHook', warn_threshold=0.05),
+    dict(type='DEQEvalBudgetHook', spectral_radius=True, power_iters=20),
+]
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -191,7 +191,7 @@ class DEQCore(nn.Module):
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
     returned iterate of flagged samples comes from it), ``last_jac_loss``
     (when ``jac_probes > 0`` in training); after ``backward()``:
-    ``last_backward_stats`` (implicit type only). ``fallback_counts`` counts
+    ``last_backward_stats`` (implicit type only; cleared by every call). ``fallback_counts`` counts
     events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
     ``'backward'`` (some sample missed the backward tolerance; counted for
     every ``on_fail`` policy) and ``'nonfinite'`` (the output still had
@@ -279,6 +279,7 @@ class DEQCore(nn.Module):
         probes = jac_probes if differentiable else 0
         self.last_jac_loss = None
         self.last_forward_stats = None
+        self.last_backward_stats = None
         self.last_fallback_stats = None
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))

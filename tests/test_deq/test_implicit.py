@@ -121,6 +121,11 @@ def test_backward_stats_are_readable_and_use_their_own_budget():
     assert stats.nfe <= 3 and int(stats.steps.max()) <= 3
     assert core.last_forward_stats.nfe > 3
     assert core.fallback_counts['backward'] == 1
+    # A new forward clears them, so stale backward stats are never read as this step's.
+    x, z0 = make_inputs()
+    with torch.no_grad():
+        core(model.bind(x), z0)
+    assert core.last_backward_stats is None
 
 
 def test_phantom_fallback_of_the_implicit_backward_equals_the_phantom_gradient():

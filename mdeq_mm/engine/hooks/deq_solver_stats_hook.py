@@ -86,9 +86,8 @@ class DEQSolverStatsHook(Hook):
                           runner,
                           batch_idx: int,
                           data_batch: DATA_BATCH = None) -> None:
-        """Remember what to compare with after the iteration."""
+        """Remember the fallback count to log this iteration's increase."""
         self._fallbacks_before = self.backbone.deq.fallback_count
-        self._bwd_stats_before = self.backbone.last_backward_stats
 
     def after_train_iter(self,
                          runner,
@@ -106,7 +105,7 @@ class DEQSolverStatsHook(Hook):
                                               self._fallbacks_before).float(),
         }
         bwd = self.backbone.last_backward_stats
-        if bwd is not None and bwd is not self._bwd_stats_before:
+        if bwd is not None:
             values[BWD_STEPS] = bwd.steps.float().mean()
             values[BWD_REL_RES] = bwd.rel_res.float().mean()
         reduced = torch.stack(list(values.values()))

@@ -117,15 +117,6 @@ def test_warns_only_when_the_whole_window_is_above_threshold():
     assert runner.message_hub.get_scalar('train/deq_fwd_steps').current() == 3.5
 
 
-def test_backward_stats_from_an_earlier_iteration_are_not_logged():
-    hook = DEQSolverStatsHook(warn_threshold=None)
-    runner = fake_runner('stale_backward_test')
-    earlier = SimpleNamespace(steps=torch.tensor([2, 2]), rel_res=torch.tensor([0.1, 0.1]))
-    fake_iteration(hook, runner, 0.01, bwd_stats=earlier)  # not replaced by a backward
-    assert 'train/deq_fwd_steps' in runner.message_hub.log_scalars
-    assert 'train/deq_bwd_steps' not in runner.message_hub.log_scalars
-
-
 def test_keeps_a_users_log_processor_setting(data_root, tmp_path):
     cfg = runner_cfg(data_root, str(tmp_path))
     cfg.log_processor = dict(
