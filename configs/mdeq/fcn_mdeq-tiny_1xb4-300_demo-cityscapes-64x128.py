@@ -27,7 +27,7 @@ model = dict(
         norm_cfg=norm_cfg,
         dropout=0.0,
         forward_solver=dict(type='broyden', max_iter=12, tol=1e-3),
-        backward=dict(type='implicit', solver='broyden', max_iter=12, tol=1e-3),
+        backward=dict(type='implicit', solver='broyden', max_iter=12, tol=1e-2),
         unrolled_layers=4),
     decode_head=dict(
         type='FCNHead',
