@@ -2,49 +2,27 @@
 # (tools/generate_demo_data.py) with mmseg's stock CityscapesDataset, pipeline and IoUMetric.
 # A few minutes on 2 CPU cores: unrolled warm-up, then equilibrium (implicit) training.
 _base_ = [
-    'mmseg::_base_/datasets/cityscapes.py', 'mmseg::_base_/default_runtime.py',
-    '../_base_/mdeq_runtime.py'
+    '../_base_/models/fcn_mdeq-small.py', 'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py'
 ]
 data_root = 'data/mdeq_demo_cityscapes/'
 crop_size = (64, 128)
 num_channels = (16, 32, 64)
 norm_cfg = dict(type='BN', requires_grad=True)
-data_preprocessor = dict(
-    type='SegDataPreProcessor',
-    mean=[123.675, 116.28, 103.53],
-    std=[58.395, 57.12, 57.375],
-    bgr_to_rgb=True,
-    pad_val=0,
-    seg_pad_val=255,
-    size=crop_size,
-    test_cfg=dict(size_divisor=16))
 model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=data_preprocessor,
+    data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=16)),
     backbone=dict(
-        type='MDEQ',
-        arch=dict(num_channels=num_channels, expansion=4),
+        arch=dict(_delete_=True, num_channels=num_channels, expansion=4),
         norm_cfg=norm_cfg,
         dropout=0.0,
-        forward_solver=dict(type='broyden', max_iter=12, tol=1e-3),
-        backward=dict(type='implicit', solver='broyden', max_iter=12, tol=1e-2),
+        forward_solver=dict(max_iter=12),
+        backward=dict(max_iter=12, tol=1e-2),
         unrolled_layers=4),
     decode_head=dict(
-        type='FCNHead',
         in_channels=list(num_channels),
         in_index=(0, 1, 2),
         channels=sum(num_channels),
-        input_transform='resize_concat',
-        kernel_size=1,
-        num_convs=1,
-        concat_input=False,
-        dropout_ratio=-1,
-        num_classes=19,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
+        norm_cfg=norm_cfg))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
