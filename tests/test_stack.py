@@ -22,8 +22,16 @@ def test_mmcv_has_compiled_ops():
 
 
 @pytest.mark.parametrize('scope', ['mmseg', 'mmpretrain'])
-@pytest.mark.parametrize('registry,name', [('RUNNERS', 'CPUDistributedRunner'),
-                                           ('MODELS', 'MDEQClsNeck')])
+@pytest.mark.parametrize('registry,name', [
+    ('MODELS', 'MDEQ'),
+    ('MODELS', 'MDEQClsNeck'),
+    ('HOOKS', 'DEQWarmupHook'),
+    ('HOOKS', 'DEQSolverStatsHook'),
+    ('HOOKS', 'JacobianRegHook'),
+    ('HOOKS', 'DEQEvalBudgetHook'),
+    ('RUNNERS', 'CPUDistributedRunner'),
+    ('MODEL_WRAPPERS', 'CPUDistributedDataParallel'),
+])
 def test_components_resolve_under_both_scopes(scope, registry, name):
     registry = getattr(importlib.import_module(f'{scope}.registry'), registry)
     with DefaultScope.overwrite_default_scope(scope):

@@ -43,9 +43,15 @@ def test_dist_train_sh_runs_two_cpu_processes(tmp_path, seg_data_root):
     config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=4, extra="""
 norm_cfg = dict(type='GN', num_groups=4)
 model = dict(backbone=dict(norm_cfg=norm_cfg), decode_head=dict(norm_cfg=norm_cfg))
+custom_hooks = [dict(type='DEQWarmupHook', warmup_iters=2),
+                dict(type='DEQSolverStatsHook', warn_threshold=None)]
 """)
     output = run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'w')],
                  env=dict(PORT=free_port(), PYTHON=sys.executable))
     assert 'world_size: 2' in output or 'Distributed launcher: pytorch' in output, output[-3000:]
-    assert re.search(r'Iter\(train\) \[\s*4/4\]', output), output[-3000:]
+    last = re.search(r'Iter\(train\) \[\s*4/4\].*', output)
+    assert last, output[-3000:]
+    # solver statistics of the equilibrium iterations, reduced over both ranks
+    steps = float(re.search(r'deq_fwd_steps: ([0-9.]+)', last.group(0)).group(1))
+    assert 1 <= steps <= 12
     assert (tmp_path / 'w' / 'iter_4.pth').exists()

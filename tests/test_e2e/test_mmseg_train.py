@@ -1,4 +1,5 @@
 """mmseg end to end: MDEQ trains with the stock CityscapesDataset, pipeline and IoUMetric."""
+import os.path as osp
 import re
 
 import pytest
@@ -30,3 +31,12 @@ def test_train_validate_checkpoint_and_resume(tmp_path, seg_data_root):
     assert iters and min(iters) > 24 and max(iters) == 32, iters
     assert 'resumed' in resumed.lower() or 'Load checkpoint' in resumed
     assert (work_dir / 'iter_32.pth').exists()
+
+
+def test_config_runs_with_mmsegs_own_train_tool(tmp_path, seg_data_root):
+    import mmseg
+    stock_train = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
+    config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=4)
+    output = run_tool([stock_train, config, '--work-dir', str(tmp_path / 'work')])
+    assert re.search(r'Iter\(train\) \[\s*4/4\]', output), output[-3000:]
+    assert (tmp_path / 'work' / 'iter_4.pth').exists()
