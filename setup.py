@@ -31,7 +31,8 @@ setup(
     packages=find_packages(include=['mdeq_mm', 'mdeq_mm.*']),
     install_requires=read_requirements('requirements.txt'),
     extras_require={
-        'tests': ['pytest>=7'],
+        # the benchmark's smoke test races our solvers against TorchDEQ's
+        'tests': ['pytest>=7', 'torchdeq==0.1.0'],
         'benchmark': ['torchdeq==0.1.0'],
     },
     zip_safe=False,
