@@ -1,4 +1,6 @@
-"""Inference through MMSegInferencer and initializing segmentation from classification."""
+"""tools/test.py and MMSegInferencer on a trained checkpoint; cls -> seg initialization."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from .conftest import run_tool, write_seg_config
 pytestmark = pytest.mark.slow
 
 
-def test_mmseg_inferencer_returns_mask_of_input_size(tmp_path, seg_data_root):
+def test_test_tool_and_mmseg_inferencer_on_a_trained_checkpoint(tmp_path, seg_data_root):
     from mmseg.apis import MMSegInferencer
     config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=12)
     run_tool(['tools/train.py', config, '--work-dir', str(tmp_path / 'work')])
@@ -22,6 +24,12 @@ def test_mmseg_inferencer_returns_mask_of_input_size(tmp_path, seg_data_root):
     mask = np.asarray(result['predictions'])
     assert mask.shape == (64, 128)
     assert mask.min() >= 0 and mask.max() < 19
+
+    out = tmp_path / 'preds.pkl'
+    tested = run_tool(['tools/test.py', config, str(tmp_path / 'work' / 'iter_12.pth'),
+                       '--work-dir', str(tmp_path / 'test'), '--out', str(out)])
+    assert re.search(r'mIoU: [0-9.]+', tested), tested[-3000:]
+    assert out.exists()
 
 
 def test_classification_checkpoint_initializes_segmentation_backbone(tmp_path):
