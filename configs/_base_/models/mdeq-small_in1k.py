@@ -21,4 +21,6 @@ model = dict(
         num_classes=1000,
         in_channels=2048,
         loss=dict(type='CrossEntropyLoss', loss_weight=1.0),
+        # nn.Linear's own init, as in the authors' classifier (mmpretrain's default is N(0, 0.01))
+        init_cfg=None,
         topk=(1, 5)))

@@ -64,7 +64,15 @@ class MDEQ(BaseModule):
         f_norm_cfg (dict): Norm inside f; only GroupNorm is accepted because batch statistics
             would change at every solver step. ``num_groups`` in it overrides the arch's.
             Defaults to ``dict(type='GN')``.
-        init_cfg (dict | list[dict], optional): Initialization config. Defaults to None.
+        init_cfg (dict | list[dict], optional): Initialization config. Defaults to
+            :attr:`default_init_cfg`: every plain convolution (stem, injection, fusion) drawn
+            from N(0, 0.01) as in the authors' code. The weight-normalized convolutions inside
+            f are not touched by it (they have no ``weight`` parameter): their direction keeps
+            PyTorch's default and their magnitude its norm. Norm layers start at 1 and 0.
+            Every such conv feeds a norm, so the scale does not change the output, but it sets
+            how far an optimizer step moves the weight relative to its size; PyTorch's default
+            (std 0.04-0.12 here) learns markedly slower. Pass ``init_cfg=None`` for PyTorch's
+            defaults or ``dict(type='Pretrained', ...)`` to load weights.
 
     Example:
         >>> import torch
@@ -87,10 +95,12 @@ class MDEQ(BaseModule):
             num_channels=(24, 24),
             expansion=5,
             stem_stride=1,
-            injection_conv=False),
+            injection_conv=False,
+            post_gn_affine=False),
         'cifar-large': dict(
             num_channels=(32, 64, 128, 256), expansion=5, stem_stride=1),
     }
+    default_init_cfg: Dict[str, Any] = dict(type='Normal', layer='Conv2d', std=0.01)
     arch_defaults: Dict[str, Any] = dict(
         expansion=5,
         num_groups=8,
@@ -111,7 +121,7 @@ class MDEQ(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  f_norm_cfg: dict = dict(type='GN'),
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
+                 init_cfg: Optional[Union[dict, List[dict]]] = default_init_cfg) -> None:
         super().__init__(init_cfg)
         self.arch = self._parse_arch(arch, f_norm_cfg)
         if not isinstance(in_channels, int) or in_channels < 1:
