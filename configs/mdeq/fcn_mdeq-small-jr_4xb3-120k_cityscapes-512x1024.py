@@ -7,7 +7,7 @@ model = dict(
         forward_solver=dict(max_iter=14),
         backward=dict(max_iter=14)))
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=50000),
+    dict(type='DEQWarmupHook', warmup_ratio=5 / 12),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
     dict(type='JacobianRegHook', weight=2.5, prob=0.08, ramp_step=0.1, ramp_interval=12000),
 ]

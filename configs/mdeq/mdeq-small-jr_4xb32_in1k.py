@@ -5,7 +5,7 @@ model = dict(
     backbone=dict(
         dropout=0.02, forward_solver=dict(max_iter=14), backward=dict(max_iter=14)))
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=50 * 10009),
+    dict(type='DEQWarmupHook', warmup_ratio=0.5),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
     dict(type='JacobianRegHook', weight=2.5, prob=0.08, ramp_step=0.1, ramp_interval=10009),
 ]

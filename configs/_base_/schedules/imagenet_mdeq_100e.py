@@ -8,6 +8,6 @@ val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=128)
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=50 * 10009),
+    dict(type='DEQWarmupHook', warmup_ratio=0.5),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
 ]

@@ -16,6 +16,6 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=50000),
+    dict(type='DEQWarmupHook', warmup_ratio=5 / 12),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
 ]

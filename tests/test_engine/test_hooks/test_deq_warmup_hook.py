@@ -48,7 +48,35 @@ def test_resumed_run_lands_in_the_mode_of_its_iteration(data_root, tmp_path, war
     assert f'training starts at iter 2 in {first_mode} mode' in read_log(resumed_dir)
 
 
-@pytest.mark.parametrize('warmup_iters', [-1, 2.5, True, None])
+def test_warmup_ratio_scales_with_the_length_of_the_run(data_root, tmp_path):
+    cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQWarmupHook', warmup_ratio=0.4)],
+                     max_iters=5)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    assert [r['mode'] for r in recorder_of(runner).train] == ['unrolled'] * 2 + ['equilibrium'] * 3
+    assert 'equilibrium from iter 2' in read_log(str(tmp_path))
+
+
+def test_a_warmup_longer_than_the_run_is_reported(data_root, tmp_path):
+    cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQWarmupHook', warmup_iters=10)],
+                     max_iters=2)
+    Runner.from_cfg(cfg).train()
+    assert 'warmup_iters=10 covers the whole run of 2 iterations' in read_log(str(tmp_path))
+
+
+@pytest.mark.parametrize('warmup_iters', [-1, 2.5, True])
 def test_invalid_warmup_iters(warmup_iters):
     with pytest.raises(ValueError, match=f'warmup_iters must be an int >= 0, got {warmup_iters}'):
         DEQWarmupHook(warmup_iters)
+
+
+@pytest.mark.parametrize('warmup_ratio', [-0.1, 1.5, '0.5'])
+def test_invalid_warmup_ratio(warmup_ratio):
+    with pytest.raises(ValueError, match=f'warmup_ratio must be .*got {warmup_ratio!r}'):
+        DEQWarmupHook(warmup_ratio=warmup_ratio)
+
+
+@pytest.mark.parametrize('kwargs', [dict(), dict(warmup_iters=3, warmup_ratio=0.5)])
+def test_warmup_takes_exactly_one_length(kwargs):
+    with pytest.raises(ValueError, match='exactly one of warmup_iters and warmup_ratio'):
+        DEQWarmupHook(**kwargs)
