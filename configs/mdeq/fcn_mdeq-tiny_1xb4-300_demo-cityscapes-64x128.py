@@ -2,27 +2,12 @@
 # (tools/generate_demo_data.py) with mmseg's stock CityscapesDataset, pipeline and IoUMetric.
 # A few minutes on 2 CPU cores: unrolled warm-up, then equilibrium (implicit) training.
 _base_ = [
-    '../_base_/models/fcn_mdeq-small.py', 'mmseg::_base_/datasets/cityscapes.py',
+    '../_base_/models/fcn_mdeq-tiny.py', 'mmseg::_base_/datasets/cityscapes.py',
     'mmseg::_base_/default_runtime.py'
 ]
 data_root = 'data/mdeq_demo_cityscapes/'
 crop_size = (64, 128)
-num_channels = (16, 32, 64)
-norm_cfg = dict(type='BN', requires_grad=True)
-model = dict(
-    data_preprocessor=dict(size=crop_size, test_cfg=dict(size_divisor=16)),
-    backbone=dict(
-        arch=dict(_delete_=True, num_channels=num_channels, expansion=4),
-        norm_cfg=norm_cfg,
-        dropout=0.0,
-        forward_solver=dict(max_iter=12),
-        backward=dict(max_iter=12, tol=1e-2),
-        unrolled_layers=4),
-    decode_head=dict(
-        in_channels=list(num_channels),
-        in_index=(0, 1, 2),
-        channels=sum(num_channels),
-        norm_cfg=norm_cfg))
+model = dict(data_preprocessor=dict(size=crop_size))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -64,7 +49,7 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=300),
     visualization=dict(type='SegVisualizationHook'))
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=100),
+    dict(type='DEQWarmupHook', warmup_ratio=1 / 3),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
     dict(type='DEQEvalBudgetHook', spectral_radius=True, power_iters=20),
 ]
