@@ -1,5 +1,9 @@
-"""Small generated datasets in standard layouts, for the demo and the tests."""
+"""Small data sets in standard layouts, for the demo, the tests and the learning benchmark."""
+from .digits import DIGIT_CLASSES, DIGITS_MEAN, DIGITS_STD, write_digits_dataset
 from .synthetic_cityscapes import (SYNTHETIC_CLASSES, generate_cityscapes_like,
                                    render_street_scene)
 
-__all__ = ['SYNTHETIC_CLASSES', 'generate_cityscapes_like', 'render_street_scene']
+__all__ = [
+    'DIGIT_CLASSES', 'DIGITS_MEAN', 'DIGITS_STD', 'SYNTHETIC_CLASSES',
+    'generate_cityscapes_like', 'render_street_scene', 'write_digits_dataset'
+]
