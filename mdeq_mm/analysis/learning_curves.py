@@ -1,0 +1,166 @@
+"""Learning curves on real data: does a model learn, and as fast as a plain baseline?
+
+Each contender is a config trained by mmengine's Runner exactly as ``tools/train.py`` does, in
+a fresh process (so no registry, scope or message-hub state leaks between contenders), with the
+same data, schedule and seed. Its curves are read back from the run's ``vis_data/scalars.json``
+(mmengine's ``LocalVisBackend``): the training loss every logging interval, the validation
+metric every ``val_interval``, and the DEQ solver statistics that ``DEQSolverStatsHook`` logs.
+"""
+import glob
+import json
+import multiprocessing
+import os.path as osp
+from dataclasses import asdict, dataclass, field
+from statistics import median
+from typing import Dict, List, Optional, Sequence
+
+# Solver statistics worth plotting, as logged by DEQSolverStatsHook (training windows).
+SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_bwd_steps', 'deq_bwd_rel_res')
+
+
+@dataclass
+class Contender:
+    """One model to train: a config plus ``--cfg-options``-style overrides.
+
+    Args:
+        name (str): Label in reports and plots.
+        config (str): Config file path.
+        cfg_options (dict): Overrides merged into the config (dotted keys allowed).
+    """
+
+    name: str
+    config: str
+    cfg_options: Dict = field(default_factory=dict)
+
+
+@dataclass
+class LearningCurve:
+    """What one training run learned, iteration by iteration.
+
+    Args:
+        name (str): The contender's name.
+        metric_name (str): The validation metric (e.g. ``accuracy/top1``, ``mIoU``).
+        train_iters (list[int]): Iterations at which the loss was logged.
+        loss (list[float]): Training loss (window mean) at ``train_iters``.
+        val_iters (list[int]): Iterations after which the model was validated.
+        metric (list[float]): Validation metric at ``val_iters``.
+        solver (dict[str, list[float]]): DEQ solver statistics at ``train_iters`` (absent keys
+            for iterations without a solve, e.g. during the unrolled warm-up, are NaN).
+        sec_per_iter (float): Median training-iteration time (indicative only on a shared
+            machine).
+    """
+
+    name: str
+    metric_name: str
+    train_iters: List[int] = field(default_factory=list)
+    loss: List[float] = field(default_factory=list)
+    val_iters: List[int] = field(default_factory=list)
+    metric: List[float] = field(default_factory=list)
+    solver: Dict[str, List[float]] = field(default_factory=dict)
+    sec_per_iter: float = float('nan')
+
+    def first_iter_reaching(self, value: float) -> Optional[int]:
+        """The first validated iteration whose metric is at least ``value``, else None."""
+        return next((it for it, m in zip(self.val_iters, self.metric) if m >= value), None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def read_scalars(work_dir: str) -> List[dict]:
+    """All records of the newest run's ``vis_data/scalars.json`` under ``work_dir``."""
+    paths = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
+    if not paths:
+        raise FileNotFoundError(f'no vis_data/scalars.json under {work_dir!r}: did the run '
+                                'log anything (LoggerHook, LocalVisBackend)?')
+    with open(paths[-1], encoding='utf-8') as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> LearningCurve:
+    """Split mmengine's scalar records into training and validation curves.
+
+    Training records carry ``loss``; validation records carry ``metric_name`` and the
+    iteration they followed as ``step``.
+    """
+    curve = LearningCurve(name=name, metric_name=metric_name)
+    curve.solver = {key: [] for key in SOLVER_KEYS}
+    times = []
+    for record in records:
+        if 'loss' in record:
+            curve.train_iters.append(int(record['iter']))
+            curve.loss.append(float(record['loss']))
+            times.append(float(record['time']))
+            for key in SOLVER_KEYS:
+                curve.solver[key].append(float(record.get(key, float('nan'))))
+        elif metric_name in record:
+            curve.val_iters.append(int(record['step']))
+            curve.metric.append(float(record[metric_name]))
+    if not curve.val_iters:
+        raise ValueError(f'{name}: no validation record with {metric_name!r}; logged keys: '
+                         f'{sorted({k for r in records for k in r})}')
+    curve.solver = {k: v for k, v in curve.solver.items() if any(x == x for x in v)}
+    curve.sec_per_iter = median(times) if times else float('nan')
+    return curve
+
+
+def _train(config: str, work_dir: str, cfg_options: dict, threads: int) -> None:
+    """Child process: build the runner as ``tools/train.py`` does and train."""
+    import torch
+
+    import mdeq_mm  # noqa: F401  (registers the MDEQ components)
+    from mdeq_mm.engine.launch import build_runner, load_tool_config
+    torch.set_num_threads(threads)
+    build_runner(load_tool_config(config, cfg_options, work_dir=work_dir)).train()
+
+
+def train_contender(contender: Contender,
+                    work_dir: str,
+                    metric_name: str,
+                    threads: int = 1) -> LearningCurve:
+    """Train ``contender`` in a fresh process and return its learning curve.
+
+    Args:
+        contender (Contender): Config and overrides.
+        work_dir (str): The run's work dir (logs, checkpoints, scalars).
+        metric_name (str): Validation metric to read, e.g. ``'accuracy/top1'``.
+        threads (int): torch intra-op threads of the run. Defaults to 1.
+
+    Returns:
+        LearningCurve: The run's curves.
+    """
+    process = multiprocessing.get_context('spawn').Process(
+        target=_train, args=(contender.config, work_dir, contender.cfg_options, threads))
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f'training {contender.name!r} ({contender.config}) failed with exit '
+                           f'code {process.exitcode}; its log is under {work_dir}')
+    return curve_from_scalars(contender.name, read_scalars(work_dir), metric_name)
+
+
+def plot_learning_curves(curves: Sequence[LearningCurve], path: str, title: str) -> None:
+    """Loss, validation metric and (for DEQs) forward relative residual vs iteration, as PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    with_solver = any('deq_fwd_rel_res' in c.solver for c in curves)
+    fig, axes = plt.subplots(1, 3 if with_solver else 2, figsize=(15 if with_solver else 10, 4))
+    for curve in curves:
+        axes[0].plot(curve.train_iters, curve.loss, label=curve.name)
+        axes[1].plot(curve.val_iters, curve.metric, marker='o', label=curve.name)
+        if with_solver and 'deq_fwd_rel_res' in curve.solver:
+            axes[2].semilogy(curve.train_iters, curve.solver['deq_fwd_rel_res'], label=curve.name)
+    axes[0].set(xlabel='iteration', ylabel='training loss', title='loss')
+    axes[1].set(xlabel='iteration', ylabel=curves[0].metric_name, title='validation')
+    if with_solver:
+        axes[2].set(xlabel='iteration', ylabel='relative residual',
+                    title='forward solve (equilibrium iterations)')
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
