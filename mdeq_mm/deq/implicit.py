@@ -309,7 +309,7 @@ class DEQCore(nn.Module):
         if budget is None and not self.training:
             budget = self.eval_max_iter
         kwargs = self.forward_cfg.solve_kwargs()
-        kwargs['max_iter'] = budget or self.forward_cfg.max_iter
+        kwargs['max_iter'] = self.forward_cfg.max_iter if budget is None else budget
         z_star, stats = solve(flat_f, z0, **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
