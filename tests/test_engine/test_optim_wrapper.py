@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.hooks import Hook
 from mmengine.logging import MMLogger
-from mmengine.optim import OptimWrapper, build_optim_wrapper
-from mmengine.registry import HOOKS, DefaultScope
+from mmengine.optim import OptimWrapper
+from mmengine.registry import HOOKS
 from mmengine.runner import Runner
 from torch import nn
 
@@ -113,14 +113,6 @@ def test_the_count_survives_a_state_dict_round_trip_and_the_stock_wrapper_loads_
     resumed.load_state_dict(wrapper.state_dict())
     assert resumed.skipped_steps == 1
     wrapper_for(TinyNet(), cls=OptimWrapper).load_state_dict(wrapper.state_dict())
-
-
-@pytest.mark.parametrize('scope', ['mmseg', 'mmpretrain'])
-def test_configs_of_both_toolboxes_build_it(scope):
-    with DefaultScope.overwrite_default_scope(scope):
-        wrapper = build_optim_wrapper(
-            TinyNet(), dict(type='SkipNonFiniteOptimWrapper', optimizer=dict(type='SGD', lr=0.1)))
-    assert isinstance(wrapper, SkipNonFiniteOptimWrapper)
 
 
 @HOOKS.register_module(force=True)
