@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import MessageHub
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import DEQSolverStatsHook
-from . import (SOLVER_MAX_ITER, make_cityscapes, read_log, read_scalars, recorder_of,
-               runner_cfg)
+from . import (SOLVER_MAX_ITER, make_cityscapes, mdeq_backbone_cfg, read_log, read_scalars,
+               recorder_of, runner_cfg)
 
 SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_fwd_fallbacks', 'deq_bwd_steps',
                'deq_bwd_rel_res', 'deq_bwd_unconverged')
@@ -153,6 +154,27 @@ def test_nan_images_are_counted_flagged_in_predictions_and_kept_out_of_the_model
     assert val_line['deq_nonfinite_inputs'] == 0.5 and val_line['deq_fwd_fallbacks'] == 0
     assert 'val: of 2 samples, 1 had NaN/Inf values' in read_log(str(tmp_path))
     assert all(torch.isfinite(t).all() for t in runner.model.state_dict().values())
+
+
+def test_predictions_of_an_image_classifier_carry_the_flag():
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=mdeq_backbone_cfg(norm_cfg=dict(type='GN', num_groups=4)),
+        neck=dict(type='MDEQClsNeck', in_channels=(8, 16), head_channels=(4, 8),
+                  final_channels=16),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=16))
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg).eval()
+    runner = SimpleNamespace(model=model, hooks=[], logger=Mock(),
+                             log_processor=SimpleNamespace(window_size=1, custom_cfg=[]))
+    DEQSolverStatsHook().before_run(runner)
+    inputs = torch.rand(2, 3, 32, 32)
+    inputs[0, 1, 2, 3] = float('inf')
+    with torch.no_grad(), pytest.warns(UserWarning, match='MDEQ got 1 of 2 image'):
+        preds = model(inputs, [DataSample(), DataSample()], mode='predict')
+    assert [pred.metainfo['deq_failed'] for pred in preds] == [True, False]
 
 
 def test_warns_when_the_log_processor_names_the_removed_fallback_key(data_root, tmp_path):
