@@ -192,7 +192,7 @@ class DEQSolverStatsHook(Hook):
         fwd = self.backbone.last_forward_stats
         if fwd is None:
             return
-        sums = torch.stack([
+        sums = torch.stack([  # EVAL_KEYS' totals, then the number of samples
             fwd.steps.double().sum(),
             fwd.rel_res.double().sum(),
             fwd.failed.double().sum(),
@@ -209,7 +209,7 @@ class DEQSolverStatsHook(Hook):
         *totals, samples = sums.tolist()
         if samples == 0:
             return
-        for key, total in zip((FWD_STEPS, FWD_REL_RES, FWD_FALLBACKS, NONFINITE_INPUTS), totals):
+        for key, total in zip(EVAL_KEYS, totals):
             runner.message_hub.update_scalar(f'{mode}/{key}', total / samples)
         failed, nonfinite = totals[2:]
         if failed or nonfinite:
