@@ -31,6 +31,7 @@ def test_mmcv_has_compiled_ops():
     ('HOOKS', 'DEQEvalBudgetHook'),
     ('RUNNERS', 'CPUDistributedRunner'),
     ('MODEL_WRAPPERS', 'CPUDistributedDataParallel'),
+    ('OPTIM_WRAPPERS', 'SkipNonFiniteOptimWrapper'),
 ])
 def test_components_resolve_under_both_scopes(scope, registry, name):
     registry = getattr(importlib.import_module(f'{scope}.registry'), registry)

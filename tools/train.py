@@ -56,9 +56,14 @@ def main() -> None:
             print_log('AMP training is already enabled in your config.',
                       logger='current', level=logging.WARNING)
         else:
-            assert optim_wrapper == 'OptimWrapper', (
+            assert optim_wrapper in ('OptimWrapper', 'SkipNonFiniteOptimWrapper'), (
                 '`--amp` is only supported when the optimizer wrapper type is '
-                f'`OptimWrapper` but got {optim_wrapper}.')
+                f'`OptimWrapper` or `SkipNonFiniteOptimWrapper` but got {optim_wrapper}.')
+            if optim_wrapper == 'SkipNonFiniteOptimWrapper':
+                print_log('--amp: AmpOptimWrapper replaces SkipNonFiniteOptimWrapper; its loss '
+                          'scaler skips steps with NaN/Inf gradients, but BN running '
+                          'statistics are not restored and skipped steps are not counted.',
+                          logger='current', level=logging.WARNING)
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume

@@ -37,7 +37,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 optim_wrapper = dict(
-    type='OptimWrapper',
+    type='SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=0.0005),
     clip_grad=dict(max_norm=5.0))
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=300, by_epoch=False)]

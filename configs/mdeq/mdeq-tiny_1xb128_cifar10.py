@@ -6,7 +6,8 @@ _base_ = [
 train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
 test_dataloader = val_dataloader
-optim_wrapper = dict(optimizer=dict(type='Adam', lr=0.001, weight_decay=0.0))
+optim_wrapper = dict(
+    type='SkipNonFiniteOptimWrapper', optimizer=dict(type='Adam', lr=0.001, weight_decay=0.0))
 param_scheduler = dict(type='CosineAnnealingLR', T_max=50, by_epoch=True, begin=0, end=50)
 train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
 val_cfg = dict()

@@ -309,7 +309,7 @@ class DEQCore(nn.Module):
         if budget is None and not self.training:
             budget = self.eval_max_iter
         kwargs = self.forward_cfg.solve_kwargs()
-        kwargs['max_iter'] = budget or self.forward_cfg.max_iter
+        kwargs['max_iter'] = self.forward_cfg.max_iter if budget is None else budget
         z_star, stats = solve(flat_f, z0, **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
@@ -356,8 +356,12 @@ class DEQCore(nn.Module):
         if bool(finite.all()):
             return out
         self.fallback_counts['nonfinite'] += 1
-        warnings.warn(f'DEQ output had NaN/Inf for {int((~finite).sum())} sample(s); '
-                      'they were replaced by their best solver iterate and get no gradient')
+        message = (f'DEQ output had NaN/Inf for {int((~finite).sum())} sample(s); they were '
+                   'replaced by their best solver iterate')
+        if out.requires_grad:
+            message += (' (detached), but the NaN/Inf inside their computation usually still '
+                        'reaches the parameter gradients: skip this optimizer step')
+        warnings.warn(message)
         return _select(finite, out, z_star.detach())
 
     def _implicit_grad(self, z_in: Tensor, fz: Tensor, grad: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ from .conftest import REPO, write_seg_config
 
 pytestmark = pytest.mark.slow
 WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'ddp_gradient_worker.py')
+SKIP_WORKER = osp.join(osp.dirname(osp.abspath(__file__)), 'skip_step_worker.py')
 
 
 def free_port():
@@ -37,6 +38,13 @@ def test_two_process_gradients_equal_single_process(tmp_path):
     for name, grad in single.items():
         assert grad is not None and grad.abs().sum() > 0, name
         torch.testing.assert_close(ddp[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+
+
+def test_every_rank_skips_the_step_when_one_rank_has_nan_gradients(tmp_path):
+    run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={free_port()}', SKIP_WORKER, str(tmp_path)])
+    for rank in (0, 1):
+        assert torch.load(tmp_path / f'rank{rank}.pt') == dict(unchanged=True, skipped=1), rank
 
 
 def test_dist_train_sh_runs_two_cpu_processes(tmp_path, seg_data_root):

@@ -1,6 +1,7 @@
 # The paper's ImageNet schedule: SGD Nesterov 0.9, lr 0.05, cosine over 100 epochs, batch 128
 # in total; the unrolled warm-up covers about half of training (50 epochs of 10009 iterations).
 optim_wrapper = dict(
+    type='SkipNonFiniteOptimWrapper',
     optimizer=dict(type='SGD', lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-5))
 param_scheduler = dict(type='CosineAnnealingLR', T_max=100, by_epoch=True, begin=0, end=100)
 train_cfg = dict(by_epoch=True, max_epochs=100, val_interval=1)

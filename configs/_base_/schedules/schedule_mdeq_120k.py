@@ -1,7 +1,7 @@
 # The paper's Cityscapes schedule: SGD 0.9, lr 0.01, poly decay, 120k iterations; the first 50k
 # iterations train the unrolled weight-tied network (warm-up), then implicit training.
 optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0005)
-optim_wrapper = dict(type='OptimWrapper', optimizer=optimizer, clip_grad=None)
+optim_wrapper = dict(type='SkipNonFiniteOptimWrapper', optimizer=optimizer, clip_grad=None)
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=120000, by_epoch=False)
 ]

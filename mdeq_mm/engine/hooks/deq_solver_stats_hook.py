@@ -1,43 +1,57 @@
-"""Solver statistics of the MDEQ in the training and evaluation logs."""
-from typing import Dict, List, Optional, Sequence
+"""Solver statistics of the MDEQ in the training and evaluation logs, and per-sample flags."""
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_reduce
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
-from torch import Tensor
+from torch import Tensor, nn
 
 from mdeq_mm.deq.solve import check_int, check_number
-from .mdeq_backbone import get_mdeq_backbone
+from .mdeq_backbone import get_mdeq_backbone, unwrap_model
 
 FWD_STEPS = 'deq_fwd_steps'
 FWD_REL_RES = 'deq_fwd_rel_res'
+FWD_FALLBACKS = 'deq_fwd_fallbacks'
+NONFINITE_INPUTS = 'deq_nonfinite_inputs'
 BWD_STEPS = 'deq_bwd_steps'
 BWD_REL_RES = 'deq_bwd_rel_res'
-FALLBACKS = 'deq_fallbacks'
-TRAIN_KEYS = (FWD_STEPS, FWD_REL_RES, BWD_STEPS, BWD_REL_RES, FALLBACKS)
-EVAL_KEYS = (FWD_STEPS, FWD_REL_RES, FALLBACKS)
+BWD_UNCONVERGED = 'deq_bwd_unconverged'
+TRAIN_KEYS = (FWD_STEPS, FWD_REL_RES, FWD_FALLBACKS, NONFINITE_INPUTS, BWD_STEPS, BWD_REL_RES,
+              BWD_UNCONVERGED)
+EVAL_KEYS = (FWD_STEPS, FWD_REL_RES, FWD_FALLBACKS, NONFINITE_INPUTS)
+FAILED_FLAG = 'deq_failed'
+REMOVED_KEY = 'deq_fallbacks'
 
 
 @HOOKS.register_module()
 class DEQSolverStatsHook(Hook):
-    """Log how hard the MDEQ solvers work, and warn when the forward solve stops converging.
+    """Log how hard the MDEQ solvers work, flag unreliable predictions, and warn when the
+    forward solve stops converging.
 
-    After every training iteration at equilibrium it writes batch means to the MessageHub:
-    ``train/deq_fwd_steps``, ``train/deq_fwd_rel_res`` (forward solver steps and relative
-    residual ``||f(z) - z|| / ||f(z)||``), ``train/deq_bwd_steps``, ``train/deq_bwd_rel_res``
-    (implicit backward solve, if the backbone uses one) and ``train/deq_fallbacks`` (fallback
-    events, see :class:`~mdeq_mm.deq.DEQCore`), averaged across ranks with one small
-    ``all_reduce``. They show as means over the LoggerHook interval: the hook appends
-    ``dict(data_src=key, method_name='mean', window_size=interval)`` to the log processor's
-    ``custom_cfg`` unless a key is configured there already. Unrolled (warm-up) iterations have
-    no solver and log nothing for these keys.
+    After every training iteration it writes batch means to the MessageHub, averaged across
+    ranks with one small ``all_reduce``: ``train/deq_nonfinite_inputs`` (fraction of images
+    with NaN/Inf values, which the backbone replaced by zeros and excluded from the gradient)
+    and, at equilibrium, ``train/deq_fwd_steps``, ``train/deq_fwd_rel_res`` (forward solver
+    steps and relative residual ``||f(z) - z|| / ||f(z)||``), ``train/deq_fwd_fallbacks``
+    (fraction of samples whose forward solve hit NaN/Inf or diverged, so the configured
+    fallback ran), and, with an implicit backward, ``train/deq_bwd_steps``,
+    ``train/deq_bwd_rel_res`` and ``train/deq_bwd_unconverged`` (fraction of samples whose
+    backward solve missed its tolerance, so its ``on_fail`` policy applied). They show as means
+    over the LoggerHook interval: the hook appends ``dict(data_src=key, method_name='mean',
+    window_size=interval)`` to the log processor's ``custom_cfg`` unless a key is configured
+    there already. ``deq_fallbacks`` of earlier versions counted forward and backward events
+    together; it is now ``deq_fwd_fallbacks`` and ``deq_bwd_unconverged``.
 
-    Validation and testing log ``val/`` (``test/``) ``deq_fwd_steps``, ``deq_fwd_rel_res`` and
-    ``deq_fallbacks`` once per run, as the mean over all samples of all ranks, before the
-    LoggerHook writes the epoch log. This reads the backbone's statistics after each batch, so
-    it sees one backbone call per batch (whole-image inference).
+    Validation and testing log ``val/`` (``test/``) ``deq_fwd_steps``, ``deq_fwd_rel_res``,
+    ``deq_fwd_fallbacks`` and ``deq_nonfinite_inputs`` once per run, as the mean over all
+    samples of all ranks, before the LoggerHook writes the epoch log, and a warning if any
+    sample was flagged. Every predicted data sample gets ``deq_failed`` in its metainfo (the
+    backbone's :attr:`~mdeq_mm.models.MDEQ.last_failed`: NaN/Inf image, or forward solve hit
+    NaN/Inf or diverged), set by a forward hook on the data model so that metrics, ``--out``
+    and visualizers see it. Both read the backbone after each batch, so they see one backbone
+    call per batch (whole-image inference; with sliding windows, the last window).
 
     A warning is logged when the forward relative residual of every iteration of a window of
     ``warn_window`` equilibrium iterations is above ``warn_threshold`` (once per window).
@@ -68,26 +82,34 @@ class DEQSolverStatsHook(Hook):
         self._window: List[float] = []
         self._window_size = warn_window
         self._eval_sums: Optional[Tensor] = None
+        self._handle = None
 
     def before_run(self, runner) -> None:
-        """Find the backbone and make the training keys window means in the log."""
+        """Find the backbone, flag predictions, and make the training keys window means."""
         self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
+        if self._handle is not None:
+            self._handle.remove()
+        self._handle = unwrap_model(runner.model).register_forward_hook(
+            self._flag_predictions, with_kwargs=True)
         interval = next((hook.interval for hook in runner.hooks if isinstance(hook, LoggerHook)),
                         runner.log_processor.window_size)
         self._window_size = self.warn_window or interval
         custom_cfg = runner.log_processor.custom_cfg
         configured = {cfg['data_src'] for cfg in custom_cfg}
         configured |= {cfg.get('log_name') for cfg in custom_cfg}
+        if REMOVED_KEY in configured:
+            runner.logger.warning(
+                f'log_processor.custom_cfg names {REMOVED_KEY!r}, which is no longer logged: '
+                f'use {FWD_FALLBACKS!r} (forward NaN/divergence fallbacks) and '
+                f'{BWD_UNCONVERGED!r} (backward tolerance misses)')
         for key in TRAIN_KEYS:
             if key not in configured:
                 custom_cfg.append(dict(data_src=key, method_name='mean', window_size=interval))
 
-    def before_train_iter(self,
-                          runner,
-                          batch_idx: int,
-                          data_batch: DATA_BATCH = None) -> None:
-        """Remember the fallback count to log this iteration's increase."""
-        self._fallbacks_before = self.backbone.deq.fallback_count
+    def after_run(self, runner) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
     def after_train_iter(self,
                          runner,
@@ -95,25 +117,27 @@ class DEQSolverStatsHook(Hook):
                          data_batch: DATA_BATCH = None,
                          outputs: Optional[dict] = None) -> None:
         """Log this iteration's solver statistics (after ``loss.backward()``)."""
-        fwd = self.backbone.last_forward_stats
-        if fwd is None:
+        nonfinite = self.backbone.last_nonfinite_input
+        if nonfinite is None:
             return
-        values = {
-            FWD_STEPS: fwd.steps.float().mean(),
-            FWD_REL_RES: fwd.rel_res.float().mean(),
-            FALLBACKS: fwd.rel_res.new_tensor(self.backbone.deq.fallback_count -
-                                              self._fallbacks_before).float(),
-        }
+        values = {NONFINITE_INPUTS: nonfinite.float().mean()}
+        fwd = self.backbone.last_forward_stats
+        if fwd is not None:
+            values[FWD_STEPS] = fwd.steps.float().mean()
+            values[FWD_REL_RES] = fwd.rel_res.float().mean()
+            values[FWD_FALLBACKS] = fwd.failed.float().mean()
         bwd = self.backbone.last_backward_stats
         if bwd is not None:
             values[BWD_STEPS] = bwd.steps.float().mean()
             values[BWD_REL_RES] = bwd.rel_res.float().mean()
+            values[BWD_UNCONVERGED] = (~bwd.converged | bwd.failed).float().mean()
         reduced = torch.stack(list(values.values()))
         all_reduce(reduced, op='mean')
         means = dict(zip(values, reduced.tolist()))
         for key, value in means.items():
             runner.message_hub.update_scalar(f'train/{key}', value)
-        self._check_convergence(runner, means[FWD_REL_RES])
+        if fwd is not None:
+            self._check_convergence(runner, means[FWD_REL_RES])
 
     def _check_convergence(self, runner, rel_res: float) -> None:
         """Warn once per window if the residual stayed above the threshold all along."""
@@ -163,30 +187,44 @@ class DEQSolverStatsHook(Hook):
         for key in EVAL_KEYS:
             runner.message_hub.log_scalars.pop(f'{mode}/{key}', None)
         self._eval_sums = None
-        self._eval_fallbacks_before = self.backbone.deq.fallback_count
 
     def _collect_eval(self) -> None:
         fwd = self.backbone.last_forward_stats
         if fwd is None:
             return
-        sums = torch.stack([
+        sums = torch.stack([  # EVAL_KEYS' totals, then the number of samples
             fwd.steps.double().sum(),
             fwd.rel_res.double().sum(),
+            fwd.failed.double().sum(),
+            self.backbone.last_nonfinite_input.double().sum(),
             fwd.steps.new_tensor(fwd.steps.numel(), dtype=torch.float64),
-            fwd.steps.new_tensor(1, dtype=torch.float64),
         ])
         self._eval_sums = sums if self._eval_sums is None else self._eval_sums + sums
 
     def _log_eval(self, runner, mode: str) -> None:
         """Mean over all samples of all ranks (every rank joins the reduction)."""
         sums = self._eval_sums if self._eval_sums is not None else torch.zeros(
-            4, dtype=torch.float64)
-        fallbacks = self.backbone.deq.fallback_count - self._eval_fallbacks_before
-        totals = torch.cat([sums, sums.new_tensor([fallbacks])])
-        all_reduce(totals, op='sum')
-        steps, rel_res, samples, batches, fallbacks = totals.tolist()
+            len(EVAL_KEYS) + 1, dtype=torch.float64)
+        all_reduce(sums, op='sum')
+        *totals, samples = sums.tolist()
         if samples == 0:
             return
-        runner.message_hub.update_scalar(f'{mode}/{FWD_STEPS}', steps / samples)
-        runner.message_hub.update_scalar(f'{mode}/{FWD_REL_RES}', rel_res / samples)
-        runner.message_hub.update_scalar(f'{mode}/{FALLBACKS}', fallbacks / batches)
+        for key, total in zip(EVAL_KEYS, totals):
+            runner.message_hub.update_scalar(f'{mode}/{key}', total / samples)
+        failed, nonfinite = totals[2:]
+        if failed or nonfinite:
+            runner.logger.warning(
+                f'{mode}: of {samples:.0f} samples, {nonfinite:.0f} had NaN/Inf values and '
+                f'{failed:.0f} had a forward solve that hit NaN/Inf or diverged; their '
+                f'predictions come from a fallback and carry {FAILED_FLAG}=True in their '
+                'metainfo')
+
+    def _flag_predictions(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                          output: Any) -> None:
+        """Forward hook: ``deq_failed`` into the metainfo of each predicted data sample."""
+        mode = kwargs.get('mode', args[2] if len(args) > 2 else None)
+        failed = self.backbone.last_failed
+        if mode != 'predict' or failed is None or len(output) != len(failed):
+            return
+        for sample, flag in zip(output, failed.tolist()):
+            sample.set_metainfo({FAILED_FLAG: flag})

@@ -1,4 +1,5 @@
 """The MDEQ backbone: a multiscale layer solved for its fixed point."""
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -34,6 +35,10 @@ class MDEQ(BaseModule):
     Training returns ``f(z*)`` (one differentiable call on the solver's result), evaluation
     returns ``z*`` (the lowest-residual iterate). After each forward the solver statistics are
     in :attr:`last_forward_stats` (and, after ``backward()``, :attr:`last_backward_stats`).
+
+    An image with any NaN/Inf value is replaced by zeros before the stem, with a warning, so
+    that nothing non-finite reaches the other images, the gradients or the BN statistics; its
+    features get no gradient, and :attr:`last_failed` flags it.
 
     Args:
         arch (str | dict): A preset ('small', 'large', 'xl', 'cifar-tiny', 'cifar-large') or a
@@ -148,9 +153,10 @@ class MDEQ(BaseModule):
             backward or dict(type='implicit', solver='broyden', max_iter=27, tol=1e-3),
             fallback,
             n_layers=unrolled_layers)
-        self.deq.eval_max_iter = eval_max_iter
+        self.eval_max_iter = eval_max_iter
         self.deq_mode = deq_mode
         self.jacobian_probes = 0
+        self._last_nonfinite_input: Optional[Tensor] = None
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
@@ -168,6 +174,12 @@ class MDEQ(BaseModule):
                              f"{sorted(['num_channels', *cls.arch_defaults])}")
         if 'num_channels' not in arch:
             raise ValueError('an MDEQ arch dict needs num_channels, e.g. (32, 64, 128, 256)')
+        channels = arch['num_channels']
+        if (not isinstance(channels, (tuple, list)) or not channels
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0
+                           for c in channels)):
+            raise ValueError('MDEQ arch num_channels must be a non-empty tuple of positive ints, '
+                             f'one per branch, e.g. (32, 64, 128, 256); got {channels!r}')
         parsed = {**cls.arch_defaults, **arch}
         if parsed['stem_stride'] not in STEM_STRIDES:
             raise ValueError(f"stem_stride must be one of {STEM_STRIDES}, got "
@@ -234,7 +246,8 @@ class MDEQ(BaseModule):
 
     @eval_max_iter.setter
     def eval_max_iter(self, value: Optional[int]) -> None:
-        if value is not None and (not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
             raise ValueError(f'eval_max_iter must be None or an int >= 1, got {value!r}')
         self.deq.eval_max_iter = value
 
@@ -247,6 +260,22 @@ class MDEQ(BaseModule):
     def last_backward_stats(self) -> Optional[SolverStats]:
         """Statistics of the latest implicit backward solve."""
         return self.deq.last_backward_stats
+
+    @property
+    def last_nonfinite_input(self) -> Optional[Tensor]:
+        """``(B,)`` bool, the images of the latest forward that had NaN/Inf values."""
+        return self._last_nonfinite_input
+
+    @property
+    def last_failed(self) -> Optional[Tensor]:
+        """``(B,)`` bool, the images of the latest forward whose features come from a fallback
+        and should not be trusted: the image had NaN/Inf values, or its forward solve hit
+        NaN/Inf or diverged. None before the first forward."""
+        failed = self._last_nonfinite_input
+        stats = self.last_forward_stats
+        if failed is not None and stats is not None:
+            failed = failed | stats.failed
+        return failed
 
     @property
     def jacobian_loss(self) -> Optional[Tensor]:
@@ -265,6 +294,19 @@ class MDEQ(BaseModule):
                 f'(stem stride {self.stem_stride} x 2^{self.num_branches - 1} for '
                 f'{self.num_branches} branches), got {h}x{w}; pad the input, e.g. with '
                 f'size_divisor={self.total_stride} in the data preprocessor')
+
+    def _zero_nonfinite_images(self, x: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """``x`` with the images that hold NaN/Inf set to zero, and their ``(B,)`` mask (None if
+        every image is finite); the mask is kept for :attr:`last_nonfinite_input`."""
+        self._check_input(x)
+        nonfinite = ~torch.isfinite(x).flatten(1).all(dim=1)
+        self._last_nonfinite_input = nonfinite
+        if not bool(nonfinite.any()):
+            return x, None
+        warnings.warn(f'MDEQ got {int(nonfinite.sum())} of {len(x)} image(s) with NaN/Inf '
+                      'values; they were replaced by zeros, their features get no gradient '
+                      'and last_failed flags them')
+        return x.masked_fill(nonfinite.view(-1, 1, 1, 1), 0.0), nonfinite
 
     def initial_state(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Zeros for every branch, given the stem output ``x``."""
@@ -298,13 +340,18 @@ class MDEQ(BaseModule):
         Returns:
             tuple[Tensor]: ``num_branches`` feature maps, finest first.
         """
+        x, nonfinite = self._zero_nonfinite_images(x)
         injection = self.injection_of(x)
         z0 = self.initial_state(injection[0])
         self.f.reset(z0)
         mode = self.deq_mode if self.training else 'equilibrium'
-        return tuple(
+        outs = tuple(
             self.deq(
                 lambda z: self.f(z, injection),
                 z0,
                 mode=mode,
                 jac_probes=self.jacobian_probes))
+        if nonfinite is None:
+            return outs
+        keep = ~nonfinite.view(-1, 1, 1, 1)
+        return tuple(torch.where(keep, out, out.detach()) for out in outs)

@@ -182,7 +182,32 @@ class HookTestRecorder(Hook):
                 train_iter=runner.iter,
                 eval_max_iter=self.backbone.eval_max_iter,
                 fwd_steps=fwd.steps.tolist(),
-                fwd_rel_res=fwd.rel_res.tolist()))
+                fwd_rel_res=fwd.rel_res.tolist(),
+                failed_flags=[sample.metainfo.get('deq_failed') for sample in outputs]))
+
+
+@HOOKS.register_module(force=True)
+class NaNImageHook(Hook):
+    """Makes the last image of the batch NaN at the given training iterations and validation
+    batches, after the dataloader and before the data preprocessor."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, train_iters: Sequence[int] = (), val_batches: Sequence[int] = ()) -> None:
+        self.train_iters = train_iters
+        self.val_batches = val_batches
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if runner.iter in self.train_iters:
+            self._poison(data_batch)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if batch_idx in self.val_batches:
+            self._poison(data_batch)
+
+    @staticmethod
+    def _poison(data_batch) -> None:
+        data_batch['inputs'][-1] = torch.full(data_batch['inputs'][-1].shape, float('nan'))
 
 
 def recorder_of(runner: Runner) -> HookTestRecorder:

@@ -191,6 +191,10 @@ def test_dropout_mask_is_shared_across_solver_steps():
     (dict(arch=TINY, f_norm_cfg=dict(type='SyncBN')), "'SyncBN' is not allowed inside f"),
     (dict(arch=TINY, deq_mode='implicit'), "deq_mode must be one of"),
     (dict(arch=TINY, in_channels=0), 'in_channels must be a positive int'),
+    (dict(arch=TINY, eval_max_iter=0), 'eval_max_iter must be None or an int >= 1, got 0'),
+    (dict(arch=dict(num_channels=())), r'num_channels must be a non-empty tuple .* got \(\)'),
+    (dict(arch=dict(num_channels=32)), 'num_channels must be a non-empty tuple .* got 32'),
+    (dict(arch=dict(num_channels=(8, 0))), r'got \(8, 0\)'),
 ])
 def test_bad_config_names_the_bad_value(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -203,6 +207,77 @@ def test_bad_input_names_sizes_and_divisor():
         model(torch.rand(1, 3, 30, 32))
     with pytest.raises(ValueError, match=r'\(B, 3, H, W\), got \(1, 4, 32, 32\)'):
         model(torch.rand(1, 4, 32, 32))
+
+
+GRAD_CFG = dict(forward_solver=dict(type='broyden', max_iter=10, tol=1e-8),
+                backward=dict(type='implicit', solver='broyden', max_iter=12, tol=1e-8))
+
+
+def images_with_a_nan_one(value=float('nan')):
+    """Three images in float64; the middle one is entirely ``value``."""
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x[1] = value
+    return x
+
+
+def frozen_bn_model(norm_cfg):
+    """A float64 MDEQ in training mode with its BN layers (if any) in eval mode."""
+    torch.manual_seed(0)
+    model = MDEQ(arch=TINY, norm_cfg=norm_cfg, **GRAD_CFG).double().train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eval()
+    return model
+
+
+def param_grads(model, x, samples=(0, 1, 2)):
+    """Parameter gradients of a fixed random weighting of the outputs of images ``samples``."""
+    model.zero_grad()
+    gen = torch.Generator().manual_seed(2)
+    loss = 0
+    for out in model(x):
+        weights = torch.randn((3, ) + out.shape[1:], generator=gen, dtype=out.dtype)
+        loss = loss + (out * weights[list(samples)]).sum()
+    loss.backward()
+    return {name: param.grad.clone() for name, param in model.named_parameters()}
+
+
+@pytest.mark.parametrize('norm_cfg', [dict(type='BN'), dict(type='GN', num_groups=4)],
+                         ids=['eval-BN', 'GN'])
+def test_a_nan_image_contributes_no_gradient(norm_cfg):
+    model = frozen_bn_model(norm_cfg)
+    x = images_with_a_nan_one()
+    with pytest.warns(UserWarning, match='MDEQ got 1 of 3 image'):
+        with_nan = param_grads(model, x)
+    assert model.last_failed.tolist() == [False, True, False]
+    without = param_grads(model, x[[0, 2]], samples=(0, 2))
+    for name, grad in without.items():
+        assert grad.abs().sum() > 0, name
+        torch.testing.assert_close(with_nan[name], grad, rtol=1e-6, atol=1e-12, msg=name)
+
+
+def test_a_nan_image_in_a_train_mode_bn_batch_leaves_gradients_and_statistics_finite():
+    torch.manual_seed(0)
+    model = MDEQ(arch=TINY, norm_cfg=dict(type='BN'), **GRAD_CFG).double().train()
+    with pytest.warns(UserWarning, match='NaN/Inf'):
+        grads = param_grads(model, images_with_a_nan_one(float('inf')))
+    assert all(torch.isfinite(grad).all() for grad in grads.values())
+    assert all(torch.isfinite(buf).all() for buf in model.buffers())
+
+
+def test_a_nan_image_is_flagged_in_eval_and_leaves_the_other_images_unchanged():
+    model = frozen_bn_model(dict(type='BN')).eval()
+    x = images_with_a_nan_one()
+    with torch.no_grad(), pytest.warns(UserWarning, match='MDEQ got 1 of 3 image'):
+        outs = model(x)
+    assert model.last_failed.tolist() == [False, True, False]
+    assert model.last_nonfinite_input.tolist() == [False, True, False]
+    with torch.no_grad():
+        alone = model(x[[0, 2]])
+    assert model.last_failed.tolist() == [False, False]
+    for out, ref in zip(outs, alone):
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out[[0, 2]], ref, rtol=1e-6, atol=1e-10)
 
 
 def seg_model_cfg():
