@@ -5,6 +5,7 @@ _base_ = [
     '../_base_/schedules/frame_sgd_120it.py', 'mmseg::_base_/default_runtime.py'
 ]
 model = dict(data_preprocessor=dict(size=(128, 256)))
+optim_wrapper = dict(type='SkipNonFiniteOptimWrapper')
 custom_hooks = [
     dict(type='DEQWarmupHook', warmup_ratio=1 / 3),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),

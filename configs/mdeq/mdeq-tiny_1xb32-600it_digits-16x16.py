@@ -8,6 +8,7 @@ model = dict(backbone=dict(dropout=0.0))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=600, by_epoch=False))
+optim_wrapper = dict(type='SkipNonFiniteOptimWrapper')
 custom_hooks = [
     dict(type='DEQWarmupHook', warmup_iters=200),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
