@@ -3,9 +3,25 @@ import pytest
 import torch
 
 
+NO_CUDA = 'needs a CUDA GPU; torch.cuda.is_available() is False here (tools/check_gpu.sh runs them)'
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'slow: end-to-end Runner / multi-process runs (deselect with -m "not slow")')
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU; runs when torch sees one, skipped otherwise '
+        '(select with -m cuda)')
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``cuda`` tests, with the reason, where no GPU is visible."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA)
+    for item in items:
+        if 'cuda' in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,8 @@ Writes an mmengine checkpoint (``{'meta': ..., 'state_dict': ...}``) for an mmpr
 (``--task seg``) or the backbone alone (``--task backbone``). With ``--check CONFIG`` the model
 of that config is built and the result loaded into it with ``strict=True`` before anything is
 written; the backbone ``arch`` is then taken from the config unless ``--arch`` is given.
+For the authors' ImageNet and Cityscapes models it prints the shipped config to test the result
+with (``configs/mdeq/*_official_*.py``).
 
 Example::
 
@@ -22,9 +24,23 @@ from mmengine.config import Config
 
 import mdeq_mm
 from mdeq_mm.models.backbones import MDEQ
-from mdeq_mm.models.official_checkpoint import (TASKS, check_converted_checkpoint,
+from mdeq_mm.models.official_checkpoint import (TASKS, OfficialLayout,
+                                                check_converted_checkpoint,
                                                 convert_official_checkpoint,
                                                 describe_official_checkpoint)
+
+CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'mdeq')
+# The authors' models: ImageNet classifiers and Cityscapes segmenters (task, classes), and
+# (task, arch) -> the config that evaluates the converted checkpoint with their test settings.
+OFFICIAL_CLASSES = (('cls', 1000), ('seg', 19))
+OFFICIAL_CONFIGS = {
+    ('cls', 'small'): 'mdeq-small_official_in1k.py',
+    ('cls', 'large'): 'mdeq-large_official_in1k.py',
+    ('cls', 'xl'): 'mdeq-xl_official_in1k.py',
+    ('seg', 'small'): 'fcn_mdeq-small_official_cityscapes-512x1024.py',
+    ('seg', 'large'): 'fcn_mdeq-large_official_cityscapes-512x1024.py',
+    ('seg', 'xl'): 'fcn_mdeq-xl_official_cityscapes-768x1024.py',
+}
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -56,6 +72,19 @@ def load_official(path: str, trust_pickle: bool = False) -> dict:
     except pickle.UnpicklingError as err:
         raise RuntimeError(f'{path} holds objects other than tensors and plain containers; '
                            f'if you trust the file, rerun with --trust-pickle') from err
+
+
+def official_config(task: str, layout: OfficialLayout) -> Optional[str]:
+    """The shipped config for these weights converted for ``task``, if they are one of the
+    authors' ImageNet / Cityscapes models (matched by classes, channels and expansion)."""
+    if (task, layout.num_classes) not in OFFICIAL_CLASSES:
+        return None
+    for (config_task, arch), name in OFFICIAL_CONFIGS.items():
+        preset = MDEQ.arch_settings[arch]
+        if (config_task == task and tuple(preset['num_channels']) == layout.num_channels
+                and preset['expansion'] == layout.expansion):
+            return osp.relpath(osp.join(CONFIG_DIR, name))
+    return None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -91,6 +120,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         mdeq_mm_version=mdeq_mm.__version__)
     torch.save(dict(meta=meta, state_dict=state_dict), args.dst)
     print(f'saved {args.dst}; meta: {json.dumps(meta)}')
+    config = official_config(args.task, layout)
+    if config is not None:
+        print(f'config for it: {config}\n'
+              f'    python tools/test.py {config} {args.dst}')
+    elif args.task != 'backbone':
+        print('no shipped config matches these weights; test them with a config whose model '
+              'loads them strictly (--check CONFIG)')
 
 
 if __name__ == '__main__':

@@ -1,7 +1,10 @@
 """Test (evaluate) a segmentor or classifier checkpoint from an mmseg / mmpretrain config.
 
-Same core arguments as mmseg's ``tools/test.py``; works with ``--launcher pytorch`` on CPU-only
-machines like ``tools/train.py``.
+Same arguments as mmseg's ``tools/test.py`` (``--show``, ``--show-dir``, ``--wait-time``, ``--tta``
+through the config's visualization hook and ``tta_model`` / ``tta_pipeline``, following mmseg or
+mmpretrain by the config's ``default_scope``); works with ``--launcher pytorch`` on CPU-only
+machines like ``tools/train.py``. Unlike mmengine's ``load_from``, a checkpoint whose keys or
+shapes do not fit the model stops the test unless ``--allow-partial-load`` is given.
 """
 import argparse
 import os
@@ -9,7 +12,8 @@ import os
 from mmengine.config import DictAction
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
-from mdeq_mm.engine.launch import build_runner, load_tool_config
+from mdeq_mm.engine.launch import (IncompatibleCheckpointError, build_runner, enable_tta,
+                                   enable_visualization, load_checkpoint, load_tool_config)
 
 
 def parse_args() -> argparse.Namespace:
@@ -21,6 +25,27 @@ def parse_args() -> argparse.Namespace:
         help='the directory to save the file containing evaluation metrics')
     parser.add_argument(
         '--out', help='the file to dump the predictions to (a .pkl file)')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results in a window')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved (mmseg configs: under '
+        'SHOW_DIR/vis_data/vis_image)')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--interval',
+        type=int,
+        help='paint every INTERVAL-th sample (default: the hook\'s interval for mmseg '
+        'configs, 1 for mmpretrain configs)')
+    parser.add_argument(
+        '--tta', action='store_true', help='test time augmentation (the config\'s tta_model '
+        'and tta_pipeline; mmpretrain configs default to flip TTA)')
+    parser.add_argument(
+        '--allow-partial-load',
+        action='store_true',
+        help='evaluate even if the checkpoint misses keys, has unexpected ones or other '
+        'shapes (those parts keep their initialization)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -43,6 +68,10 @@ def main() -> None:
     args = parse_args()
     cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     cfg.load_from = args.checkpoint
+    if args.show or args.show_dir:
+        enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.interval)
+    if args.tta:
+        enable_tta(cfg)
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
@@ -50,7 +79,12 @@ def main() -> None:
         if isinstance(evaluators, dict):
             evaluators = [evaluators]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
-    build_runner(cfg).test()
+    runner = build_runner(cfg)
+    try:
+        load_checkpoint(runner, args.checkpoint, strict=not args.allow_partial_load)
+    except IncompatibleCheckpointError as err:
+        raise SystemExit(f'{err}\nPass --allow-partial-load to evaluate it anyway.') from err
+    runner.test()
 
 
 if __name__ == '__main__':

@@ -1,12 +1,24 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: config loading and runner building."""
+"""What ``tools/train.py`` and ``tools/test.py`` share: config loading and runner building, plus
+the test tool's visualization, test-time augmentation and checkpoint checks."""
+import copy
 import os.path as osp
-from typing import Optional
+import re
+from typing import Dict, List, Optional
 
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import nn
 
 from .distributed import init_cpu_process_group
+
+TOOLBOXES = ('mmseg', 'mmpretrain')
+# mmpretrain's test tool draws every sample unless told otherwise; mmseg keeps the hook's interval.
+CLS_VIS_INTERVAL = 1
+# What mmengine's ``Runner.load_checkpoint`` strips from checkpoint keys by default.
+WRAPPER_PREFIX = re.compile(r'^module\.')
+MAX_LISTED_KEYS = 10
 
 
 def load_tool_config(config: str,
@@ -43,3 +55,136 @@ def build_runner(cfg: Config) -> Runner:
     if cfg.get('launcher', 'none') == 'pytorch':
         init_cpu_process_group()
     return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+
+
+def toolbox_of(cfg: Config) -> str:
+    """'mmseg' or 'mmpretrain': whose conventions the config follows (its ``default_scope``)."""
+    scope = cfg.get('default_scope')
+    if scope not in TOOLBOXES:
+        raise ValueError(f'the config needs default_scope in {TOOLBOXES} to pick the '
+                         f'toolbox conventions, got {scope!r}')
+    return scope
+
+
+def enable_visualization(cfg: Config,
+                         show: bool = False,
+                         show_dir: Optional[str] = None,
+                         wait_time: float = 2.0,
+                         interval: Optional[int] = None) -> None:
+    """Switch on the config's visualization hook as the toolbox's own ``tools/test.py`` does.
+
+    mmseg (``SegVisualizationHook``): ``show_dir`` becomes the visualizer's ``save_dir``, so the
+    painted images land in ``show_dir/vis_data/vis_image``; the hook's own ``interval`` applies
+    unless ``interval`` is given. mmpretrain (``VisualizationHook``): the hook writes
+    ``show_dir/<image name>_0.png`` itself, every ``interval`` samples (default 1).
+
+    Args:
+        cfg (Config): A test config with ``default_hooks.visualization``; changed in place.
+        show (bool): Display each painted image in a window. Defaults to False.
+        show_dir (str, optional): Where to save the painted images. Defaults to None.
+        wait_time (float): Seconds each window is shown. Defaults to 2.0.
+        interval (int, optional): Paint every ``interval``-th sample (mmseg: batch).
+    """
+    toolbox = toolbox_of(cfg)
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None:
+        kind = 'SegVisualizationHook' if toolbox == 'mmseg' else 'VisualizationHook'
+        raise ValueError(f'--show / --show-dir need a visualization hook in the config: '
+                         f"default_hooks = dict(visualization=dict(type='{kind}'))")
+    if toolbox == 'mmseg':
+        hook.draw = True
+        if show:
+            hook.update(show=True, wait_time=wait_time)
+        if show_dir is not None:
+            cfg.visualizer.save_dir = show_dir
+        if interval is not None:
+            hook.interval = interval
+    else:
+        hook.update(enable=True, show=show, wait_time=wait_time, out_dir=show_dir,
+                    interval=CLS_VIS_INTERVAL if interval is None else interval)
+
+
+def enable_tta(cfg: Config) -> None:
+    """Test with the config's ``tta_pipeline`` and wrap the model in its ``tta_model``.
+
+    As in the toolboxes' ``tools/test.py``: mmseg configs must define both (mmseg's Cityscapes
+    and runtime base configs do); mmpretrain configs default to flip TTA whose class scores
+    are averaged (``AverageClsScoreTTA``).
+
+    Args:
+        cfg (Config): A test config; changed in place.
+    """
+    if toolbox_of(cfg) == 'mmpretrain':
+        cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
+        if 'tta_pipeline' not in cfg:
+            pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
+            flips = [dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)]
+            pipeline[-1] = dict(type='TestTimeAug', transforms=[flips, [pipeline[-1]]])
+            cfg.tta_pipeline = pipeline
+    missing = [key for key in ('tta_model', 'tta_pipeline') if key not in cfg]
+    if missing:
+        raise ValueError(f'--tta needs {missing} in the config, e.g. from '
+                         "mmseg::_base_/datasets/cityscapes.py and "
+                         "mmseg::_base_/default_runtime.py")
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+
+
+class IncompatibleCheckpointError(RuntimeError):
+    """A checkpoint whose keys or shapes do not fit the model it was loaded into.
+
+    Attributes:
+        missing (list[str]): Model keys the checkpoint lacks.
+        unexpected (list[str]): Checkpoint keys the model lacks.
+        mismatched (dict[str, tuple]): Key -> (checkpoint shape, model shape).
+    """
+
+    def __init__(self, filename: str, missing: List[str], unexpected: List[str],
+                 mismatched: Dict[str, tuple]) -> None:
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        lines = [f'{filename} does not fit the model: {len(missing)} missing, '
+                 f'{len(unexpected)} unexpected and {len(mismatched)} mis-shaped key(s); '
+                 'evaluating it would use random weights for those parts']
+        mismatched_lines = [f'{key}: checkpoint {list(ckpt)}, model {list(model)}'
+                            for key, (ckpt, model) in mismatched.items()]
+        for title, items in (('missing', missing), ('unexpected', unexpected),
+                             ('mis-shaped', mismatched_lines)):
+            if items:
+                more = len(items) - MAX_LISTED_KEYS
+                lines.append(f'{title}: ' + ', '.join(items[:MAX_LISTED_KEYS]) +
+                             (f' and {more} more' if more > 0 else ''))
+        super().__init__('\n'.join(lines))
+
+
+def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
+    """Load ``filename`` into the runner's model, as ``load_from`` would, and check the fit.
+
+    The checkpoint goes through ``runner.load_checkpoint`` (so ``after_load_checkpoint`` hooks
+    such as EMA see it). mmengine only warns when keys do not fit; with ``strict`` this raises.
+
+    Args:
+        runner (Runner): The runner whose model receives the weights.
+        filename (str): Checkpoint path or URL.
+        strict (bool): Raise :class:`IncompatibleCheckpointError` when a model key is missing
+            (BN ``num_batches_tracked`` aside), a checkpoint key is unexpected or a shape
+            differs. Defaults to True.
+
+    Returns:
+        dict: The loaded checkpoint.
+    """
+    checkpoint = runner.load_checkpoint(filename, map_location='cpu')
+    model: nn.Module = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    source = checkpoint.get('state_dict', checkpoint)
+    source = {WRAPPER_PREFIX.sub('', key): value for key, value in source.items()}
+    target = model.state_dict()
+    missing = [k for k in target if k not in source and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in source if k not in target]
+    mismatched = {
+        k: (tuple(source[k].shape), tuple(target[k].shape))
+        for k in target if k in source and source[k].shape != target[k].shape
+    }
+    if strict and (missing or unexpected or mismatched):
+        raise IncompatibleCheckpointError(filename, missing, unexpected, mismatched)
+    return checkpoint

@@ -4,72 +4,11 @@ import os.path as osp
 
 import numpy as np
 import pytest
-from mmengine.config import Config
 from mmengine.runner import Runner
-from PIL import Image
+
+from .conftest import classification_config
 
 pytestmark = pytest.mark.slow
-CLASSES = ('horizontal', 'vertical', 'checker')
-
-
-def make_image(kind, rng):
-    rows, cols = np.mgrid[0:32, 0:32]
-    period = rng.integers(4, 9)
-    pattern = {'horizontal': rows // period % 2, 'vertical': cols // period % 2,
-               'checker': (rows // period + cols // period) % 2}[kind]
-    colour = rng.integers(60, 255, size=3)
-    image = pattern[..., None] * colour + rng.normal(0, 10, size=(32, 32, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def cls_data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('patterns')
-    rng = np.random.default_rng(0)
-    for split, count in (('train', 16), ('val', 4)):
-        for kind in CLASSES:
-            (root / split / kind).mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(make_image(kind, rng)).save(root / split / kind / f'{i}.png')
-    return str(root)
-
-
-def classification_config(data_root, work_dir):
-    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
-
-    def loader(split, shuffle):
-        return dict(
-            batch_size=8, num_workers=0, persistent_workers=False,
-            sampler=dict(type='DefaultSampler', shuffle=shuffle),
-            dataset=dict(type='CustomDataset', data_root=data_root, data_prefix=split,
-                         pipeline=pipeline))
-
-    return Config(dict(
-        default_scope='mmpretrain',
-        custom_imports=dict(imports=['mdeq_mm'], allow_failed_imports=False),
-        work_dir=work_dir,
-        model=dict(
-            type='ImageClassifier',
-            data_preprocessor=dict(num_classes=3, mean=[127.5] * 3, std=[64.] * 3,
-                                   to_rgb=True),
-            backbone=dict(type='MDEQ', arch=dict(num_channels=(8, 16), expansion=2,
-                                                 stem_stride=2),
-                          forward_solver=dict(type='broyden', max_iter=6),
-                          backward=dict(type='implicit', solver='broyden', max_iter=6),
-                          unrolled_layers=3),
-            neck=dict(type='MDEQClsNeck', in_channels=(8, 16), head_channels=(4, 8),
-                      final_channels=32),
-            head=dict(type='LinearClsHead', num_classes=3, in_channels=32,
-                      loss=dict(type='CrossEntropyLoss'))),
-        train_dataloader=loader('train', True),
-        val_dataloader=loader('val', False),
-        val_evaluator=dict(type='Accuracy', topk=(1, )),
-        optim_wrapper=dict(optimizer=dict(type='Adam', lr=0.005)),
-        train_cfg=dict(by_epoch=True, max_epochs=5, val_interval=5),
-        val_cfg=dict(),
-        default_hooks=dict(logger=dict(type='LoggerHook', interval=2)),
-        log_processor=dict(by_epoch=True),
-        randomness=dict(seed=0)))
 
 
 def test_classifier_trains_and_validates(tmp_path, cls_data_root):

@@ -36,9 +36,14 @@ TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'convert_mdeq_checkp
 class AuthorsLayout:
     """Builds state dicts shaped like the authors' MDEQClsNet / MDEQSegNet."""
 
-    def __init__(self, seed=0):
+    def __init__(self, seed=0, channels=CHANNELS, expansion=EXPANSION,
+                 head_channels=HEAD_CHANNELS, final_channels=FINAL_CHANNELS,
+                 num_classes=NUM_CLASSES):
         self.gen = torch.Generator().manual_seed(seed)
         self.sd = OrderedDict()
+        self.channels, self.expansion = channels, expansion
+        self.head_channels, self.final_channels = head_channels, final_channels
+        self.num_classes = num_classes
 
     def rand(self, *shape, positive=False):
         t = torch.randn(*shape, generator=self.gen)
@@ -69,15 +74,15 @@ class AuthorsLayout:
 
     def f_layer(self, prefix, wnorm=True, block_affine=True, fuse_affine=True, post_affine=True):
         conv = self.wn_conv if wnorm else self.conv
-        for i, c in enumerate(CHANNELS):
+        for i, c in enumerate(self.channels):
             block = f'{prefix}.branches.{i}.blocks.0'
-            conv(f'{block}.conv1', EXPANSION * c, c, 3)
-            self.gn(f'{block}.gn1', EXPANSION * c, block_affine)
-            conv(f'{block}.conv2', c, EXPANSION * c, 3)
+            conv(f'{block}.conv1', self.expansion * c, c, 3)
+            self.gn(f'{block}.gn1', self.expansion * c, block_affine)
+            conv(f'{block}.conv2', c, self.expansion * c, 3)
             self.gn(f'{block}.gn2', c, block_affine)
             self.gn(f'{block}.gn3', c, block_affine)
-        for i, c_i in enumerate(CHANNELS):
-            for j, c_j in enumerate(CHANNELS):
+        for i, c_i in enumerate(self.channels):
+            for j, c_j in enumerate(self.channels):
                 net = f'{prefix}.fuse_layers.{i}.{j}.net'
                 if j > i:  # conv1x1 + GN, then nearest upsampling
                     self.conv(f'{net}.conv', c_i, c_j, 1)
@@ -86,12 +91,12 @@ class AuthorsLayout:
                     c_out = c_i if k == i - j - 1 else c_j
                     self.conv(f'{net}.{k}.conv', c_out, c_j, 3)
                     self.gn(f'{net}.{k}.gnorm', c_out, fuse_affine)
-        for i, c in enumerate(CHANNELS):
+        for i, c in enumerate(self.channels):
             conv(f'{prefix}.post_fuse_layers.{i}.conv', c, c, 1)
             self.gn(f'{prefix}.post_fuse_layers.{i}.gnorm', c, post_affine)
 
     def cls_head(self):
-        for i, (c, h) in enumerate(zip(CHANNELS, HEAD_CHANNELS)):
+        for i, (c, h) in enumerate(zip(self.channels, self.head_channels)):
             p = f'incre_modules.{i}.0'
             self.conv(f'{p}.conv1', h, c, 1)
             self.bn(f'{p}.bn1', h, affine=False)
@@ -102,27 +107,28 @@ class AuthorsLayout:
             if c != 4 * h:
                 self.conv(f'{p}.downsample.0', 4 * h, c, 1)
                 self.bn(f'{p}.downsample.1', 4 * h)
-        for i in range(len(CHANNELS) - 1):
-            self.conv(f'downsamp_modules.{i}.0', 4 * HEAD_CHANNELS[i + 1], 4 * HEAD_CHANNELS[i],
-                      3, bias=True)
-            self.bn(f'downsamp_modules.{i}.1', 4 * HEAD_CHANNELS[i + 1])
-        self.conv('final_layer.0', FINAL_CHANNELS, 4 * HEAD_CHANNELS[-1], 1, bias=True)
-        self.bn('final_layer.1', FINAL_CHANNELS)
-        self.sd['classifier.weight'] = self.rand(NUM_CLASSES, FINAL_CHANNELS)
-        self.sd['classifier.bias'] = self.rand(NUM_CLASSES)
+        for i in range(len(self.channels) - 1):
+            self.conv(f'downsamp_modules.{i}.0', 4 * self.head_channels[i + 1],
+                      4 * self.head_channels[i], 3, bias=True)
+            self.bn(f'downsamp_modules.{i}.1', 4 * self.head_channels[i + 1])
+        self.conv('final_layer.0', self.final_channels, 4 * self.head_channels[-1], 1, bias=True)
+        self.bn('final_layer.1', self.final_channels)
+        self.sd['classifier.weight'] = self.rand(self.num_classes, self.final_channels)
+        self.sd['classifier.bias'] = self.rand(self.num_classes)
 
     def seg_head(self):
-        total = sum(CHANNELS)
+        total = sum(self.channels)
         self.conv('last_layer.0', total, total, 1, bias=True)
         self.bn('last_layer.1', total)
-        self.conv('last_layer.3', NUM_CLASSES, total, 1, bias=True)
+        self.conv('last_layer.3', self.num_classes, total, 1, bias=True)
 
 
 def authors_checkpoint(version='v1', task='cls', injection=True, block_affine=True,
-                       fuse_affine=True, post_affine=True):
-    """A state dict in the authors' v1 or v2 layout (v1: GroupNorms always affine)."""
-    layout = AuthorsLayout()
-    c0 = CHANNELS[0]
+                       fuse_affine=True, post_affine=True, **sizes):
+    """A state dict in the authors' v1 or v2 layout (v1: GroupNorms always affine); ``sizes``
+    override the tiny default channels and classes (see :class:`AuthorsLayout`)."""
+    layout = AuthorsLayout(**sizes)
+    c0 = layout.channels[0]
     layout.conv('downsample.0', c0, 3, 3)
     layout.bn('downsample.1', c0)
     layout.conv('downsample.3', c0, c0, 3)
@@ -498,10 +504,15 @@ def test_check_loads_a_classifier_strictly():
     assert list(counts) == ['backbone', 'neck', 'head', 'total']
 
 
-def test_cli_checks_then_saves_an_mmengine_checkpoint(tmp_path, capsys):
+def load_tool():
     spec = importlib.util.spec_from_file_location('convert_mdeq_checkpoint', TOOL)
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_cli_checks_then_saves_an_mmengine_checkpoint(tmp_path, capsys):
+    tool = load_tool()
     source = authors_checkpoint('v1', 'seg')
     src, dst = tmp_path / 'official.pkl', tmp_path / 'converted.pth'
     torch.save({'state_dict': OrderedDict(('model.' + k, v) for k, v in source.items())}, src)
@@ -514,3 +525,34 @@ def test_cli_checks_then_saves_an_mmengine_checkpoint(tmp_path, capsys):
     expected = convert_official_checkpoint(source, 'seg')
     assert all(torch.equal(saved['state_dict'][k], v) for k, v in expected.items())
     assert 'strict=True' in capsys.readouterr().out
+
+
+IMAGENET_HEAD = dict(final_channels=2048, num_classes=1000)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('task, arch, sizes', [
+    ('seg', 'small', dict(num_classes=19)),
+    ('seg', 'large', dict(num_classes=19)),
+    ('seg', 'xl', dict(num_classes=19)),
+    ('cls', 'small', dict(IMAGENET_HEAD, head_channels=(24, 48, 96, 192))),
+    ('cls', 'large', dict(IMAGENET_HEAD, head_channels=(32, 64, 128, 256))),
+    ('cls', 'xl', dict(IMAGENET_HEAD, head_channels=(32, 64, 128, 256))),
+])
+def test_each_authors_model_gets_a_shipped_config_that_loads_it_strictly(task, arch, sizes):
+    preset = MDEQ.arch_settings[arch]
+    source = authors_checkpoint('v1', task, channels=preset['num_channels'],
+                                expansion=preset['expansion'], **sizes)
+    config = load_tool().official_config(task, describe_official_checkpoint(source))
+    assert config is not None and f'mdeq-{arch}_official_' in config
+    cfg = Config.fromfile(config)
+    converted = convert_official_checkpoint(source, task, arch=cfg.model.backbone.arch)
+    check_converted_checkpoint(converted, cfg)
+    if task == 'seg':
+        assert cfg.model.decode_head.align_corners
+    assert cfg.model.backbone.eval_max_iter in (26, 27)
+
+
+def test_no_shipped_config_for_other_models():
+    layout = describe_official_checkpoint(authors_checkpoint('v2', 'cls'))
+    assert load_tool().official_config('cls', layout) is None

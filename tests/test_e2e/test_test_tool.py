@@ -1,0 +1,146 @@
+"""tools/test.py: mmseg's visualization and TTA arguments for seg and cls configs, strict
+checkpoint loading, and the converted official checkpoints with their shipped configs."""
+import glob
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
+
+from ..test_models.test_official_checkpoint import authors_checkpoint
+from .conftest import REPO, classification_config, run_tool, write_seg_config
+
+pytestmark = pytest.mark.slow
+MIOU = re.compile(r'mIoU: [0-9.]+')
+TOP1 = re.compile(r'accuracy/top1: [0-9.]+')
+SMALL = dict(channels=(32, 64, 128, 256), expansion=5)
+
+
+def save_initialized_checkpoint(config, path):
+    """The freshly initialized model of ``config`` as an mmengine checkpoint."""
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.default_scope)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save(dict(meta=dict(), state_dict=model.state_dict()), path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def seg(tmp_path_factory, seg_data_root):
+    root = tmp_path_factory.mktemp('seg')
+    config = write_seg_config(root / 'seg.py', seg_data_root, max_iters=12)
+    return config, save_initialized_checkpoint(config, root / 'seg.pth')
+
+
+@pytest.fixture(scope='module')
+def cls(tmp_path_factory, cls_data_root):
+    root = tmp_path_factory.mktemp('cls')
+    cfg = classification_config(cls_data_root, str(root / 'work'))
+    cfg.merge_from_dict(dict(
+        test_dataloader=cfg.val_dataloader, test_evaluator=cfg.val_evaluator, test_cfg=dict(),
+        default_hooks=dict(visualization=dict(type='VisualizationHook')),
+        visualizer=dict(type='UniversalVisualizer', vis_backends=[dict(type='LocalVisBackend')])))
+    config = str(root / 'cls.py')
+    cfg.dump(config)
+    return config, save_initialized_checkpoint(config, root / 'cls.pth')
+
+
+def test_show_dir_writes_a_painted_image_per_seg_sample(seg, tmp_path):
+    config, checkpoint = seg
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+              '--show-dir', str(tmp_path / 'show'), '--interval', '1'])
+    painted = glob.glob(str(tmp_path / 'show' / 'vis_data' / 'vis_image' / '*.png'))
+    assert len(painted) == 2, painted  # the 2 validation scenes
+
+
+def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path):
+    config, checkpoint = cls
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+              '--show-dir', str(tmp_path / 'show')])
+    # mmpretrain names them <image name>_<step>.png: the 3 class folders share 0.png ... 3.png
+    painted = {path.name for path in (tmp_path / 'show').iterdir()}
+    assert painted == {f'{i}.png_0.png' for i in range(4)}
+
+
+def test_tta_tests_the_seg_config_tta_model_and_pipeline(seg, tmp_path):
+    config, checkpoint = seg
+    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path), '--tta'])
+    assert MIOU.search(out), out[-3000:]
+    (dumped, ) = glob.glob(str(tmp_path / '*' / 'vis_data' / 'config.py'))
+    tested = Config.fromfile(dumped)
+    assert tested.model.type == 'SegTTAModel'
+    assert tested.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
+
+
+def test_tta_defaults_to_flip_tta_for_cls_configs(cls, tmp_path):
+    config, checkpoint = cls
+    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path), '--tta'])
+    assert TOP1.search(out), out[-3000:]
+    (dumped, ) = glob.glob(str(tmp_path / '*' / 'vis_data' / 'config.py'))
+    tested = Config.fromfile(dumped)
+    assert tested.model.type == 'mmpretrain.AverageClsScoreTTA'
+    assert tested.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
+
+
+def test_checkpoint_of_another_model_is_refused_unless_partial_load_is_allowed(
+        seg, cls, tmp_path):
+    config, _ = seg
+    _, other = cls
+    refused = run_tool(['tools/test.py', config, other, '--work-dir', str(tmp_path / 'refused')],
+                       succeed=False)
+    counts = re.search(r'does not fit the model: (\d+) missing, (\d+) unexpected and (\d+) '
+                       r'mis-shaped key', refused)
+    assert counts and all(int(n) > 0 for n in counts.groups()), refused[-3000:]
+    assert 'unexpected: neck.incre_modules.0.0.conv1.weight' in refused
+    assert ('mis-shaped: backbone.stem.0.weight: checkpoint [8, 3, 3, 3], model [16, 3, 3, 3]'
+            in refused)
+    assert '--allow-partial-load' in refused and not MIOU.search(refused)
+
+    partial = run_tool(['tools/test.py', config, other, '--work-dir', str(tmp_path / 'partial'),
+                        '--allow-partial-load'])
+    assert MIOU.search(partial), partial[-3000:]
+
+
+def official_test_config(path, printed, data):
+    """``printed`` with only its test data replaced by generated data."""
+    path.write_text(f'_base_ = {osp.join(REPO, printed)!r}\n{data}')
+    return str(path)
+
+
+@pytest.mark.parametrize('task, sizes, expected', [
+    ('seg', dict(SMALL, num_classes=19), 'fcn_mdeq-small_official_cityscapes-512x1024.py'),
+    ('cls', dict(SMALL, head_channels=(24, 48, 96, 192), final_channels=2048, num_classes=1000),
+     'mdeq-small_official_in1k.py'),
+])
+def test_converted_official_checkpoint_loads_strictly_into_the_printed_config(
+        task, sizes, expected, tmp_path, seg_data_root, cls_data_root):
+    # Shaped like the published files: v1 layout, the Cityscapes ones behind 'model.'.
+    source = authors_checkpoint('v1', task, **sizes)
+    prefix = 'model.' if task == 'seg' else ''
+    src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
+    torch.save({'state_dict': {prefix + k: v for k, v in source.items()}}, src)
+    converted = run_tool(['tools/convert_mdeq_checkpoint.py', str(src), str(dst),
+                          '--task', task])
+    printed = re.search(r'config for it: (\S+)', converted).group(1)
+    assert printed.endswith(expected)
+
+    if task == 'seg':
+        data = f"""
+test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
+    data_root={seg_data_root!r},
+    pipeline=[dict(type='LoadImageFromFile'), dict(type='Resize', scale=(128, 64), keep_ratio=True),
+              dict(type='LoadAnnotations'), dict(type='PackSegInputs')]))
+"""
+    else:
+        data = f"""
+test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
+    _delete_=True, type='CustomDataset', data_root={cls_data_root!r}, data_prefix='val',
+    pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
+"""
+    config = official_test_config(tmp_path / 'test_cfg.py', printed, data)
+    tested = run_tool(['tools/test.py', config, str(dst), '--work-dir', str(tmp_path / 'work')])
+    assert (MIOU if task == 'seg' else TOP1).search(tested), tested[-3000:]
+    assert 'do not match exactly' not in tested
