@@ -1,6 +1,6 @@
 # MDEQ-tiny on CIFAR-10 (the authors' CIFAR-tiny settings; see ../_base_/models/mdeq-tiny_cifar.py).
 _base_ = [
-    '../_base_/mdeq_runtime.py', '../_base_/models/mdeq-tiny_cifar.py',
+    '../_base_/models/mdeq-tiny_cifar.py',
     'mmpretrain::_base_/datasets/cifar10_bs16.py', 'mmpretrain::_base_/default_runtime.py'
 ]
 train_dataloader = dict(batch_size=128)
