@@ -36,7 +36,7 @@ class BroydenSolver:
             ``min(max_iter, DEFAULT_MEMORY)``.
     """
 
-    options = ('memory', )
+    options = ('memory',)
 
     def __init__(self, z0: Tensor, max_iter: int, memory: Optional[int] = None) -> None:
         batch, dim = z0.shape
@@ -51,7 +51,7 @@ class BroydenSolver:
 
     def _coeffs(self, rows: Tensor, x: Tensor) -> Tensor:
         """``(B, n)`` products of ``x`` with the ``n`` stored ``rows``."""
-        n = min(self.n_updates, self.memory)
+        n = self.n_updates
         # x^T R^T runs as a BLAS product over contiguous rows; R x would run much slower
         return torch.bmm(x.unsqueeze(1), rows[:, :n].transpose(1, 2)).squeeze(1)
 
