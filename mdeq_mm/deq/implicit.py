@@ -25,6 +25,10 @@ BACKWARD_TYPES = ('implicit', 'phantom')
 BACKWARD_ON_FAIL = ('phantom', 'zero', 'accept')
 FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'skip')
 PHANTOM_KEYS = ('k', 'tau')
+# An implicit backward that missed its tolerance by less than this relative residual
+# seeds the phantom fallback; a farther best iterate can be far off (much larger than
+# the gradient, e.g. at random initialization), so the phantom then starts afresh.
+SEED_MAX_REL_RES = 0.05
 # SolverConfig fields an implicit backward accepts; 'solver' names the type and
 # 'tau' means the phantom damping there, so the linear solve is undamped.
 BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
@@ -49,7 +53,9 @@ class BackwardConfig:
     ``type='implicit'``: exact implicit-function-theorem gradient, a linear
     fixed-point solve with its own ``solver`` settings; ``on_fail`` says what
     to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
-    phantom gradient with ``k``/``tau``), ``'zero'`` (no gradient from them)
+    phantom gradient with ``k``/``tau``; a near miss, relative residual below
+    ``SEED_MAX_REL_RES``, runs those ``k - 1`` damped steps from its best
+    iterate instead), ``'zero'`` (no gradient from them)
     or ``'accept'`` (use the best iterate anyway). Here ``tau`` is the
     phantom damping; a ``solver='fixed_point'`` linear solve is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
@@ -381,20 +387,25 @@ class DEQCore(nn.Module):
         if bwd.on_fail == 'zero':
             g = _select(failed, torch.zeros_like(g), g)
         elif bwd.on_fail == 'phantom':
+            grad = grad.to(g.dtype)
+            close = (stats.rel_res < SEED_MAX_REL_RES).unsqueeze(1)
             with torch.no_grad():
-                g = _select(failed, self._phantom_grad(vjp, grad.to(g.dtype), bwd.k, bwd.tau), g)
+                start = torch.where(close, g, bwd.tau * grad)
+                g = _select(failed, self._phantom_grad(vjp, grad, start, bwd.k, bwd.tau), g)
         return g.to(grad.dtype)
 
     @staticmethod
-    def _phantom_grad(vjp: FlatFn, grad: Tensor, k: int, tau: float) -> Tensor:
-        """Phantom gradient at ``f(z*)``: ``tau * sum_{i<k} grad M^i``, ``M = tau J + (1-tau) I``.
+    def _phantom_grad(vjp: FlatFn, grad: Tensor, start: Tensor, k: int, tau: float) -> Tensor:
+        """``k - 1`` damped steps ``w <- tau (w J + grad) + (1 - tau) w`` from ``start``.
 
-        This is what ``k`` damped unrolled steps from ``z*`` backpropagate into
-        ``f`` when ``J`` is taken at ``z*`` (exact at a fixed point).
+        From ``start = tau * grad`` these give the phantom gradient at ``f(z*)``,
+        ``tau * sum_{i<k} grad M^i`` with ``M = tau J + (1 - tau) I``: what ``k``
+        damped unrolled steps from ``z*`` backpropagate into ``f`` (exact at a fixed
+        point). The fallback starts them from the best iterate of the implicit
+        solve instead when that came within ``SEED_MAX_REL_RES``, so a near miss
+        is refined rather than thrown away.
         """
-        w = grad
-        total = grad
+        w = start
         for _ in range(k - 1):
-            w = tau * vjp(w) + (1.0 - tau) * w
-            total = total + w
-        return tau * total
+            w = tau * (vjp(w) + grad) + (1.0 - tau) * w
+        return w

@@ -68,7 +68,7 @@ class SolverConfig:
         max_iter (int): Budget of ``f`` evaluations. Default: 30.
         tol (float): Per-sample stopping tolerance. Default: 1e-3.
         stop_mode (str): ``'rel'`` or ``'abs'`` residual. Default: 'rel'.
-        memory (int, optional): Broyden pairs (default ``max_iter``) or
+        memory (int, optional): Broyden pairs (default ``min(max_iter, 10)``) or
             Anderson history (default 5).
         tau (float): Fixed-point damping in ``(0, 1]``. Default: 1.0.
         lam (float): Anderson relative ridge. Default: 1e-4.
@@ -163,7 +163,8 @@ class _Tracker:
         self.abs_trace[step] = abs_res
         self.rel_trace[step] = rel_res
         res = rel_res if self.cfg.stop_mode == 'rel' else abs_res
-        finite = torch.isfinite(fz).all(dim=1) & torch.isfinite(abs_res)
+        # a NaN/Inf anywhere in z or f(z) makes the residual norm NaN/Inf
+        finite = torch.isfinite(abs_res)
         active = self.active
         if step == 0:
             self.start_abs = abs_res
