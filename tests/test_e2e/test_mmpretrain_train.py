@@ -6,34 +6,8 @@ import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.runner import Runner
-from PIL import Image
 
 pytestmark = pytest.mark.slow
-CLASSES = ('horizontal', 'vertical', 'checker')
-
-
-def make_image(kind, rng):
-    rows, cols = np.mgrid[0:32, 0:32]
-    period = rng.integers(4, 9)
-    pattern = {'horizontal': rows // period % 2, 'vertical': cols // period % 2,
-               'checker': (rows // period + cols // period) % 2}[kind]
-    colour = rng.integers(60, 255, size=3)
-    image = pattern[..., None] * colour + rng.normal(0, 10, size=(32, 32, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-@pytest.fixture(scope='module')
-def cls_data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('patterns')
-    rng = np.random.default_rng(0)
-    for split, count in (('train', 16), ('val', 4)):
-        for kind in CLASSES:
-            (root / split / kind).mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(make_image(kind, rng)).save(root / split / kind / f'{i}.png')
-    return str(root)
-
-
 def classification_config(data_root, work_dir):
     pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
