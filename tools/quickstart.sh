@@ -10,7 +10,7 @@
 # skipped when nothing it depends on has changed.
 # demo and test run torch with one OpenMP/MKL thread unless OMP_NUM_THREADS / MKL_NUM_THREADS are
 # set: the tiny models here gain little from more threads, and on a machine whose cores are busy
-# with other work, threads that wait for each other made the demo 10-60x slower.
+# with other work, threads that wait for each other made demo iterations about 10x slower.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
