@@ -6,9 +6,8 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
-from torch.utils.data import Dataset
-
 from mmengine.runner.checkpoint import CheckpointLoader
+from torch.utils.data import Dataset
 
 from mdeq_mm.engine.checkpoint import TRUST_ENV
 
