@@ -13,8 +13,8 @@ def read_version() -> str:
 
 
 def read_requirements(name: str) -> list:
-    """Requirement lines of ``name`` without comments or blank lines."""
-    with open(osp.join(HERE, name), encoding='utf-8') as f:
+    """Requirement lines of ``requirements/{name}.txt`` without comments or blank lines."""
+    with open(osp.join(HERE, 'requirements', f'{name}.txt'), encoding='utf-8') as f:
         lines = (line.split('#', 1)[0].strip() for line in f)
         return [line for line in lines if line]
 
@@ -27,13 +27,14 @@ setup(
     long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
-    python_requires='>=3.8',
+    python_requires='>=3.9',
     packages=find_packages(include=['mdeq_mm', 'mdeq_mm.*']),
-    install_requires=read_requirements('requirements.txt'),
+    # ranges only: the exact tested set (requirements/pinned.txt) is a constraints file
+    install_requires=read_requirements('runtime'),
     extras_require={
-        # the benchmark's smoke test races our solvers against TorchDEQ's
-        'tests': ['pytest>=7', 'torchdeq==0.1.0'],
-        'benchmark': ['torchdeq==0.1.0'],
+        'tests': read_requirements('tests'),
+        'optional': read_requirements('optional'),
+        'mim': read_requirements('mminstall'),
     },
     zip_safe=False,
 )

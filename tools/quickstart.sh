@@ -4,9 +4,13 @@
 #   bash tools/quickstart.sh test   set up, then run the whole test suite
 #   bash tools/quickstart.sh setup  set up only
 # Setup is idempotent: it creates a virtual environment in $MDEQ_VENV (default: .venv in the
-# repository), installs the pinned stack from requirements.txt, mmcv with compiled ops
-# (tools/install_mmcv.py; a directory of prebuilt wheels can be given in $MDEQ_MMCV_WHEEL_DIR)
-# and this package in editable mode. It is skipped when nothing it depends on has changed.
+# repository), installs torch, mmcv with compiled ops (tools/install_mmcv.py; a directory of
+# prebuilt wheels can be given in $MDEQ_MMCV_WHEEL_DIR) and this package in editable mode with
+# its test and optional extras, all at the tested versions of requirements/pinned.txt. It is
+# skipped when nothing it depends on has changed.
+# demo and test run torch with one OpenMP/MKL thread unless OMP_NUM_THREADS / MKL_NUM_THREADS are
+# set: the tiny models here gain little from more threads, and on a machine whose cores are busy
+# with other work, threads that wait for each other made demo iterations about 10x slower.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,16 +21,16 @@ WORK_DIR=${MDEQ_WORK_DIR:-$ROOT/work_dirs/demo}
 setup() {
     local stamp=$VENV/.mdeq_mm_setup
     local want
-    want=$(cat "$ROOT/requirements.txt" "$ROOT/setup.py" "$ROOT/tools/install_mmcv.py" | sha256sum | cut -d' ' -f1)
+    want=$(cat "$ROOT"/requirements/*.txt "$ROOT/setup.py" "$ROOT/tools/install_mmcv.py" | sha256sum | cut -d' ' -f1)
     if [[ -f $stamp && $(cat "$stamp") == "$want" ]] && "$PY" -c 'import mdeq_mm' 2>/dev/null; then
         return 0
     fi
     [[ -x $PY ]] || python3 -m venv "$VENV"
     # torch and the build tools first: the mmcv build compiles against the installed torch.
     "$PY" -m pip install wheel
-    "$PY" -m pip install $(grep -E '^(torch|torchvision|setuptools)[=<>]' "$ROOT/requirements.txt" | sed 's/#.*//')
+    "$PY" -m pip install $(grep -E '^(torch|torchvision|setuptools)==' "$ROOT/requirements/pinned.txt")
     "$PY" "$ROOT/tools/install_mmcv.py"
-    "$PY" -m pip install -e "$ROOT[tests]"
+    "$PY" -m pip install -c "$ROOT/requirements/pinned.txt" -e "$ROOT[tests,optional]"
     echo "$want" > "$stamp"
 }
 
@@ -48,6 +52,7 @@ run_demo() {
         --work-dir "$WORK_DIR" "$@"
 }
 
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case $cmd in

@@ -256,8 +256,14 @@ def solve(f: Callable[[Tensor], Tensor],
     if z0.dim() != 2:
         raise ValueError(f'solve expects a flat (B, D) state, got shape {tuple(z0.shape)}')
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
-    with torch.no_grad():
-        return _run(f, z0.detach().to(dtype), cfg, callback)
+    try:
+        with torch.no_grad():
+            return _run(f, z0.detach().to(dtype), cfg, callback)
+    finally:
+        # Casts that autocast cached while f ran here carry no autograd history; older torch
+        # (2.1) reuses them in the caller's later differentiable calls, whose weights then get
+        # no gradient. Dropping them costs one re-cast.
+        torch.clear_autocast_cache()
 
 
 def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,

@@ -1,4 +1,4 @@
-"""A checkpoint saved by an mmengine Runner resumes under torch >= 2.6."""
+"""Local checkpoints load with weights_only=True plus mmengine's own types; others are refused."""
 import pickle
 
 import pytest
@@ -6,9 +6,10 @@ import torch
 import torch.nn as nn
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
-import mdeq_mm  # noqa: F401  (installs the local checkpoint loader)
+from mdeq_mm.engine.checkpoint import TRUST_ENV
 
 
 class ToyData(Dataset):
@@ -70,3 +71,48 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert resumed.iter == 4
     for name, value in straight.model.state_dict().items():
         torch.testing.assert_close(resumed.model.state_dict()[name], value)
+
+
+class CreatesFile:
+    """Unpickling calls ``open(path, 'w')``: stands for any code a crafted file could run."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+class LegacyMeta:
+    """An importable class that a trusted legacy checkpoint may hold."""
+
+    def __init__(self, note):
+        self.note = note
+
+
+def test_malicious_checkpoint_is_refused_and_its_payload_never_runs(tmp_path, monkeypatch):
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    marker = tmp_path / 'payload_ran'
+    path = tmp_path / 'malicious.pth'
+    torch.save(dict(state_dict=nn.Linear(2, 1).state_dict(), meta=CreatesFile(marker)), path)
+    with pytest.raises(pickle.UnpicklingError, match=rf'GLOBAL io\.open\b.*set {TRUST_ENV}=1'):
+        CheckpointLoader.load_checkpoint(str(path))
+    assert not marker.exists()
+
+
+def test_trusted_legacy_checkpoint_loads_with_the_opt_in(tmp_path, monkeypatch):
+    path = tmp_path / 'legacy.pth'
+    torch.save(dict(state_dict=nn.Linear(2, 1).state_dict(), meta=LegacyMeta('old')), path)
+    monkeypatch.delenv(TRUST_ENV, raising=False)
+    with pytest.raises(pickle.UnpicklingError, match='LegacyMeta'):
+        CheckpointLoader.load_checkpoint(str(path))
+    monkeypatch.setenv(TRUST_ENV, '1')
+    assert CheckpointLoader.load_checkpoint(str(path))['meta'].note == 'old'
+
+
+def test_trust_variable_with_another_value_is_named(tmp_path, monkeypatch):
+    path = tmp_path / 'weights.pth'
+    torch.save(nn.Linear(2, 1).state_dict(), path)
+    monkeypatch.setenv(TRUST_ENV, 'yes')
+    with pytest.raises(ValueError, match=f"{TRUST_ENV}.*'yes'"):
+        CheckpointLoader.load_checkpoint(str(path))
