@@ -14,7 +14,7 @@ from mdeq_mm.analysis.learning_curves import Contender, train_contender
 from mdeq_mm.datasets import write_digits_dataset
 from .conftest import REPO
 
-DIGITS_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'mdeq-tiny_1xb32-600it_digits-16x16.py')
+DIGITS_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'mdeq-tiny_1xb32-300it_digits-16x16.py')
 ITERS = 80
 MIN_TOP1 = 60.0
 

@@ -22,8 +22,8 @@ from mdeq_mm.analysis.learning_curves import (Contender, LearningCurve, plot_lea
 from mdeq_mm.datasets import write_digits_dataset
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
-MDEQ_DIGITS = osp.join(CONFIGS, 'mdeq', 'mdeq-tiny_1xb32-600it_digits-16x16.py')
-RESNET_DIGITS = osp.join(CONFIGS, 'resnet', 'resnet18_1xb32-600it_digits-16x16.py')
+MDEQ_DIGITS = osp.join(CONFIGS, 'mdeq', 'mdeq-tiny_1xb32-300it_digits-16x16.py')
+RESNET_DIGITS = osp.join(CONFIGS, 'resnet', 'resnet18_1xb32-300it_digits-16x16.py')
 MDEQ_FRAME = osp.join(CONFIGS, 'mdeq', 'fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256.py')
 HRNET_FRAME = osp.join(CONFIGS, 'hrnet', 'fcn_hr18s_1xb2-120it_cityscapes-frame-128x256.py')
 # The initialization this package used before the learning benchmark existed: PyTorch's
