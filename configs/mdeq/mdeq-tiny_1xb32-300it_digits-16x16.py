@@ -7,8 +7,9 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py'
 ]
 model = dict(backbone=dict(dropout=0.0))
+# iteration-based: log validation metrics by iteration, checkpoint once at the end
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=10),
+    logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', interval=300, by_epoch=False))
 optim_wrapper = dict(type='SkipNonFiniteOptimWrapper')
 custom_hooks = [

@@ -99,6 +99,11 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
     if not curve.val_iters:
         raise ValueError(f'{name}: no validation record with {metric_name!r}; logged keys: '
                          f'{sorted({k for r in records for k in r})}')
+    if any(b <= a for a, b in zip(curve.val_iters, curve.val_iters[1:])) or (
+            curve.train_iters and curve.val_iters[-1] < curve.train_iters[0]):
+        raise ValueError(f'{name}: validation records are not at increasing iterations '
+                         f'({curve.val_iters}); with an iteration-based loop set '
+                         "LoggerHook's log_metric_by_epoch=False")
     curve.solver = {k: v for k, v in curve.solver.items() if any(x == x for x in v)}
     curve.sec_per_iter = median(times) if times else float('nan')
     return curve

@@ -41,6 +41,12 @@ def test_missing_metric_names_the_logged_keys():
         curve_from_scalars('mdeq', RECORDS, 'mIoU')
 
 
+def test_validation_logged_by_epoch_in_an_iteration_run_is_refused():
+    by_epoch = [r if 'loss' in r else {**r, 'step': 0} for r in RECORDS]
+    with pytest.raises(ValueError, match='log_metric_by_epoch=False'):
+        curve_from_scalars('mdeq', by_epoch, 'accuracy/top1')
+
+
 def test_scalars_are_read_from_the_newest_run(tmp_path):
     for stamp, loss in (('20260101_000000', 9.0), ('20260102_000000', 1.0)):
         (tmp_path / stamp / 'vis_data').mkdir(parents=True)

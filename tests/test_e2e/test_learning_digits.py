@@ -2,9 +2,9 @@
 
 The model is the shipped small-data recipe, shortened through the config (the warm-up is a
 ratio of the run, so it shortens with it), trained by mmengine's Runner in a fresh process.
-The threshold comes from measured runs with a wide margin: chance is 10%, and a model whose
-initialization or gradient path is broken stays near it (the previous initialization reached
-24.7% after 100 iterations of the same recipe).
+The threshold comes from a measured run with a wide margin: this 80-iteration run reached 94.2%
+top-1 on the test split; chance is 10%, and the previous initialization gave 24.7% after 100
+iterations of a longer schedule.
 """
 import os.path as osp
 
@@ -16,7 +16,7 @@ from .conftest import REPO
 
 DIGITS_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'mdeq-tiny_1xb32-300it_digits-16x16.py')
 ITERS = 80
-MIN_TOP1 = 60.0
+MIN_TOP1 = 70.0
 
 
 @pytest.mark.slow
