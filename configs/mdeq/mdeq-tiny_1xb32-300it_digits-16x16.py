@@ -7,6 +7,7 @@ _base_ = [
     'mmpretrain::_base_/default_runtime.py'
 ]
 model = dict(backbone=dict(dropout=0.0))
+randomness = dict(seed=0)
 # iteration-based: log validation metrics by iteration, checkpoint once at the end
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
