@@ -4,7 +4,6 @@
 _base_ = ['./fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py']
 num_channels = (32, 64, 128, 256)
 iters = 150
-warmup_iters = 100
 model = dict(
     data_preprocessor=dict(test_cfg=dict(size_divisor=32)),
     backbone=dict(arch='small'),
@@ -17,6 +16,6 @@ param_scheduler = [
 train_cfg = dict(max_iters=iters, val_interval=iters)
 default_hooks = dict(checkpoint=dict(interval=iters))
 custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_iters=warmup_iters),
+    dict(type='DEQWarmupHook', warmup_ratio=2 / 3),
     dict(type='DEQSolverStatsHook', warn_threshold=0.05),
 ]

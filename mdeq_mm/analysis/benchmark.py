@@ -56,8 +56,6 @@ class BenchmarkSettings:
         f_rounds (int): Interleaved rounds of the f variants.
         compile_f (bool): Also measure ``torch.compile`` of f (minutes of compile time).
         train_iters (int, optional): Training iterations instead of the train config's.
-        train_warmup_iters (int, optional): Unrolled warm-up iterations instead of the
-            train config's.
         thresholds (GoalThresholds): The goals' bounds.
     """
 
@@ -77,7 +75,6 @@ class BenchmarkSettings:
     f_rounds: int = 5
     compile_f: bool = False
     train_iters: Optional[int] = None
-    train_warmup_iters: Optional[int] = None
     thresholds: GoalThresholds = field(default_factory=GoalThresholds)
 
 
@@ -136,7 +133,7 @@ def run_benchmark(s: BenchmarkSettings,
         logger.info(f'training the trained state: {s.train_config} ...')
         checkpoint = _in_fresh_process(ctx, train_checkpoint, s.train_config,
                                        osp.join(out_dir, 'trained_state'), s.threads[-1],
-                                       s.train_iters, s.train_warmup_iters)
+                                       s.train_iters)
         trained = (f'{osp.basename(s.train_config)} trained here in '
                    f'{time.perf_counter() - start:.0f} s')
     else:

@@ -19,8 +19,7 @@ DEMO_SCENES = dict(num_train=24, num_val=2, height=128, width=256, seed=0)
 def train_checkpoint(config: str,
                      work_dir: str,
                      threads: Optional[int] = None,
-                     iters: Optional[int] = None,
-                     warmup_iters: Optional[int] = None) -> str:
+                     iters: Optional[int] = None) -> str:
     """Train ``config`` on generated street scenes and return its final checkpoint.
 
     The scenes are written under ``work_dir`` and validation is switched off; everything else
@@ -31,9 +30,8 @@ def train_checkpoint(config: str,
         config (str): An mmseg config of an MDEQ segmentor on the Cityscapes layout.
         work_dir (str): Folder for the data, logs and checkpoint.
         threads (int, optional): Torch threads. Defaults to torch's setting.
-        iters (int, optional): Training iterations instead of the config's.
-        warmup_iters (int, optional): Unrolled warm-up iterations (``DEQWarmupHook``)
-            instead of the config's.
+        iters (int, optional): Training iterations instead of the config's (a warm-up
+            given as ``warmup_ratio`` scales with them).
 
     Returns:
         str: Path of the checkpoint after the last iteration.
@@ -61,9 +59,6 @@ def train_checkpoint(config: str,
         cfg.default_hooks.checkpoint.interval = iters
         for scheduler in cfg.param_scheduler:
             scheduler.end = min(scheduler.end, iters)
-    for hook in cfg.custom_hooks:
-        if hook['type'] == 'DEQWarmupHook' and warmup_iters is not None:
-            hook['warmup_iters'] = warmup_iters
     cfg.log_level = 'WARNING'
     runner = RUNNERS.build(cfg)
     MMLogger.get_current_instance().setLevel(logging.WARNING)

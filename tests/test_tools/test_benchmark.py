@@ -50,7 +50,7 @@ def test_benchmark_quick_writes_complete_report(tmp_path):
     assert positive(implicit['flops_f']) and positive(implicit['flops_outside_f'])
     assert positive(runs['HRNet-W18-Small']['flops'])
     assert runs['MDEQ-tiny (demo) phantom, trained']['backward'] is None
-    assert report['checkpoint'].endswith('iter_4.pth')
+    assert report['checkpoint'].endswith('iter_3.pth')
 
     memory = report['memory']
     assert memory['implicit-8']['first_step']['forward']['nfe'] == QUICK_SWEEP[-1]

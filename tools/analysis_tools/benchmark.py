@@ -39,8 +39,7 @@ def quick_settings() -> BenchmarkSettings:
     return BenchmarkSettings(
         seg_config=DEMO_CONFIG, train_config=DEMO_CONFIG, hrnet_config=HRNET_W18_SMALL,
         hrnet='HRNet-W18-Small', mdeq='MDEQ-tiny (demo)', size=(64, 128), threads=(1, ), rounds=2, memory_f_evals=6,
-        sweep=(2, 8), solver_steps=6, solver_rounds=1, f_rounds=2, train_iters=4,
-        train_warmup_iters=2)
+        sweep=(2, 8), solver_steps=6, solver_rounds=1, f_rounds=2, train_iters=3)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
