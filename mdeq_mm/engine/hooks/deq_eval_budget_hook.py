@@ -100,11 +100,9 @@ class DEQEvalBudgetHook(Hook):
         try:
             with torch.no_grad():
                 inputs = unwrap_model(model).data_preprocessor(data_batch, False)['inputs']
-                images = inputs[:self.num_samples]
-                z_star = backbone(images)
-                injection = backbone.injection_of(images)
-            radius = spectral_radius(lambda z: backbone.f(z, injection), z_star,
-                                     self.power_iters)
+                f, z0 = backbone.fixed_point_problem(inputs[:self.num_samples])
+                z_star = backbone.deq(f, z0)
+            radius = spectral_radius(f, z_star, self.power_iters)
         finally:
             backbone.train(was_training)
         return float(radius.max())

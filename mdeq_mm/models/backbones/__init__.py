@@ -1,3 +1,3 @@
-from .mdeq import MDEQ
+from .mdeq import MDEQ, FixedPointProblem
 
-__all__ = ['MDEQ']
+__all__ = ['MDEQ', 'FixedPointProblem']

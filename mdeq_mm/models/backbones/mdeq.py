@@ -1,6 +1,6 @@
 """The MDEQ backbone: a multiscale layer solved for its fixed point."""
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -9,11 +9,28 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mdeq_mm.deq import DEQCore, SolverStats
+from mdeq_mm.deq import DEQCore, SolverStats, StatePacker
 from ..layers import MDEQModule
 
 DEQ_MODES = ('equilibrium', 'unrolled')
 STEM_STRIDES = (1, 2, 4)
+
+
+class FixedPointProblem(NamedTuple):
+    """The map an MDEQ solves for one batch of images, and the state its solve starts from.
+
+    Attributes:
+        f (Callable): ``z -> f(z; x)``, a tuple of branch states to a tuple of the same shapes.
+        z0 (tuple[Tensor]): The start state, one tensor per branch.
+    """
+
+    f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]]
+    z0: Tuple[Tensor, ...]
+
+    def flat(self) -> Tuple[Callable[[Tensor], Tensor], Tensor]:
+        """The same map on ``(B, D)`` tensors (the solvers' layout) and the packed ``z0``."""
+        packer = StatePacker(self.z0)
+        return (lambda z: packer.pack(self.f(packer.unpack(z)))), packer.pack(self.z0)
 
 
 @MODELS.register_module()
@@ -316,8 +333,8 @@ class MDEQ(BaseModule):
 
     def injection_of(self, x: Tensor) -> Tuple[Optional[Tensor], ...]:
         """The input injection of f for images ``x``: the stem output (through the injection
-        conv) for branch 0, None for the others. ``self.f(z, injection)`` is then the map whose
-        fixed point :meth:`forward` solves for, e.g. to probe its Jacobian at ``z*``.
+        conv) for branch 0, None for the others. :meth:`fixed_point_problem` builds the map
+        ``z -> f(z; x)`` from it.
 
         Args:
             x (Tensor): Images of shape (B, in_channels, H, W).
@@ -330,6 +347,36 @@ class MDEQ(BaseModule):
         injection = self.injection(x) if self.injection is not None else x
         return (injection, ) + (None, ) * (self.num_branches - 1)
 
+    def fixed_point_problem(self, x: Tensor) -> FixedPointProblem:
+        """The map ``z -> f(z; x)`` that :meth:`forward` solves for images ``x``, and its start.
+
+        Computes the stem and injection once and prepares f for one forward (normalized
+        weights cached, a new dropout mask in training), so call it once per batch and reuse
+        the map, e.g. to race solvers on it or to probe its Jacobian at the equilibrium.
+
+        Args:
+            x (Tensor): Images of shape (B, in_channels, H, W), H and W divisible by
+                :attr:`total_stride`.
+
+        Returns:
+            FixedPointProblem: ``(f, z0)``; ``.flat()`` gives the map on flat ``(B, D)`` states.
+
+        Example:
+            >>> import torch
+            >>> from mdeq_mm.models import MDEQ
+            >>> model = MDEQ(arch=dict(num_channels=(8, 16), expansion=2)).eval()
+            >>> f, z0 = model.fixed_point_problem(torch.rand(2, 3, 32, 32))
+            >>> [tuple(z.shape) for z in f(z0)]
+            [(2, 8, 8, 8), (2, 16, 4, 4)]
+            >>> flat_f, flat_z0 = model.fixed_point_problem(torch.rand(2, 3, 32, 32)).flat()
+            >>> tuple(flat_f(flat_z0).shape)
+            (2, 768)
+        """
+        injection = self.injection_of(x)
+        z0 = self.initial_state(injection[0])
+        self.f.reset(z0)
+        return FixedPointProblem(lambda z: self.f(z, injection), z0)
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Solve for the equilibrium features.
 
@@ -341,16 +388,9 @@ class MDEQ(BaseModule):
             tuple[Tensor]: ``num_branches`` feature maps, finest first.
         """
         x, nonfinite = self._zero_nonfinite_images(x)
-        injection = self.injection_of(x)
-        z0 = self.initial_state(injection[0])
-        self.f.reset(z0)
+        f, z0 = self.fixed_point_problem(x)
         mode = self.deq_mode if self.training else 'equilibrium'
-        outs = tuple(
-            self.deq(
-                lambda z: self.f(z, injection),
-                z0,
-                mode=mode,
-                jac_probes=self.jacobian_probes))
+        outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)

@@ -61,10 +61,8 @@ def test_cityscapes_small_parameter_count():
 
 def recompute_relative_residual(model, x, z_star):
     """||f(z*) - z*|| / ||f(z*)|| per sample, computed outside the solver."""
-    feats = model.stem(x)
-    injection = (model.injection(feats), ) + (None, ) * (model.num_branches - 1)
-    model.f.reset(z_star)
-    fz = model.f(z_star, injection)
+    f, _ = model.fixed_point_problem(x)
+    fz = f(z_star)
     diff = torch.cat([(a - b).flatten(1) for a, b in zip(fz, z_star)], 1)
     norm = torch.cat([a.flatten(1) for a in fz], 1)
     return diff.norm(dim=1) / norm.norm(dim=1)
@@ -99,6 +97,19 @@ def test_broyden_beats_fixed_point_on_a_random_mdeq_small():
     assert residual['broyden'] < 0.5, residual
 
 
+def test_fixed_point_problem_is_the_map_forward_solves():
+    torch.manual_seed(0)
+    model = MDEQ(arch=TINY, forward_solver=dict(type='broyden', max_iter=6, tol=1e-9)).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        z_star = model(x)
+        problem = model.fixed_point_problem(x)
+        flat_f, flat_z0 = problem.flat()
+        flat_star, _ = solve(flat_f, flat_z0, solver='broyden', max_iter=6, tol=1e-9)
+    assert all(torch.count_nonzero(z) == 0 for z in problem.z0)
+    torch.testing.assert_close(flat_star, torch.cat([z.flatten(1) for z in z_star], 1))
+
+
 def test_eval_budget_limits_solver_steps():
     # tol=0 never stops a sample early: the budget alone ends the solve
     model = MDEQ(arch=TINY, forward_solver=dict(type='broyden', max_iter=12, tol=0.0),
@@ -128,11 +139,7 @@ def test_equilibrium_gradients_equal_engine_applied_to_f():
 
     model.zero_grad()
     core = DEQCore(cfg['forward_solver'], cfg['backward'])
-    feats = model.stem(x)
-    injection = (model.injection(feats), None)
-    z0 = model.initial_state(feats)
-    model.f.reset(z0)
-    weighted_sum(core(lambda z: model.f(z, injection), z0)).backward()
+    weighted_sum(core(*model.fixed_point_problem(x))).backward()
     for name, param in model.named_parameters():
         torch.testing.assert_close(got[name], param.grad, msg=name)
     assert got['stem.0.weight'].abs().sum() > 0
