@@ -32,12 +32,13 @@ HRNET_FRAME = osp.join(CONFIGS, 'hrnet', 'fcn_hr18s_1xb2-120it_cityscapes-frame-
 PREVIOUS_INIT = {
     'model.backbone.init_cfg': None,
     'model.backbone.arch': dict(
+        _delete_=True,
         num_channels=(24, 24), stem_stride=1, injection_conv=False, post_gn_affine=True),
     'model.neck.init_cfg': [
         dict(type='Kaiming', layer='Conv2d'),
         dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
     ],
-    'model.head.init_cfg': dict(type='Normal', layer='Linear', std=0.01),
+    'model.head.init_cfg': dict(_delete_=True, type='Normal', layer='Linear', std=0.01),
 }
 
 
