@@ -101,7 +101,7 @@ class MDEQ(BaseModule):
         >>> from mdeq_mm.models import MDEQ
         >>> model = MDEQ(arch=dict(num_channels=(8, 16), expansion=2),
         ...              forward_solver=dict(type='broyden', max_iter=6))
-        >>> model.eval()
+        >>> _ = model.eval()
         >>> outputs = model(torch.rand(1, 3, 32, 32))
         >>> [tuple(out.shape) for out in outputs]
         [(1, 8, 8, 8), (1, 16, 4, 4)]
