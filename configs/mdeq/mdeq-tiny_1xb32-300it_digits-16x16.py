@@ -1,6 +1,6 @@
 # MDEQ-tiny on scikit-learn's real handwritten digits: the small-data recipe. Half of the run
-# unrolled (measured: switching to equilibrium after 60 of 300 iterations gave 80.0% top-1 at
-# iteration 100, still unrolled after 200 of 600 it gave 87.6%), no dropout in a short run.
+# unrolled (one run each: switching to equilibrium after 60 of 300 iterations gave 80.0% top-1
+# at iteration 100, still unrolled after 200 of 600 gave 87.6%), no dropout in a short run.
 _base_ = [
     '../_base_/models/mdeq-tiny_cifar.py',
     '../_base_/datasets/digits_bs32.py', '../_base_/schedules/digits_adam_300it.py',

@@ -4,7 +4,7 @@ Digits (mmpretrain): scikit-learn's 1,797 real handwritten digits (16x16), MDEQ-
 ResNet-18 (CIFAR), and MDEQ-tiny with the previous default initialization.
 Cityscapes frame (mmseg): MDEQ-tiny against HRNetV2-W18-Small over-fitting one real frame
 (given with --cityscapes-root, in the Cityscapes folder layout, val split).
-Each model trains in a fresh process with its config's data, schedule and seed; the tool writes
+Each model trains in a fresh process with the same data, schedule and seed (--seed); the tool writes
 learning curves (PNG per task), all curves and solver statistics (JSON) and a Markdown summary
 with goal rows.
 
@@ -53,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', default='work_dirs/learning_benchmark')
     parser.add_argument('--threads', type=int, default=1,
                         help='torch threads per run (1 is fastest on a busy 2-core machine)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='randomness.seed of every contender (data order and init)')
     parser.add_argument('--target-accuracy', type=float, default=95.0,
                         help='digits goal: MDEQ top-1 (%%) within the schedule')
     parser.add_argument('--skip-previous-init', action='store_true',
@@ -91,12 +93,13 @@ def main() -> None:
     args = parse_args()
     os.makedirs(args.work_dir, exist_ok=True)
     results: Dict[str, List[LearningCurve]] = {}
-    lines = ['# Learning benchmark', '']
+    lines = [f'# Learning benchmark (seed {args.seed})', '']
     goals = []
     if 'digits' in args.tasks:
         data_root = osp.join(args.work_dir, 'data', 'digits')
         write_digits_dataset(data_root)
         data = {f'{split}_dataloader.dataset.data_root': data_root for split in ('train', 'val')}
+        data['randomness.seed'] = args.seed
         contenders = [Contender('MDEQ-tiny', MDEQ_DIGITS, dict(data))]
         if not args.skip_previous_init:
             contenders.append(
@@ -123,6 +126,7 @@ def main() -> None:
             raise SystemExit('the cityscapes task needs --cityscapes-root')
         data = {f'{split}_dataloader.dataset.data_root': args.cityscapes_root
                 for split in ('train', 'val')}
+        data['randomness.seed'] = args.seed
         contenders = [Contender('MDEQ-tiny', MDEQ_FRAME, data),
                       Contender('HRNet-W18-Small', HRNET_FRAME, data)]
         curves = results['cityscapes'] = run_task('cityscapes', contenders, 'mIoU',
