@@ -8,6 +8,7 @@ metric every ``val_interval``, and the DEQ solver statistics that ``DEQSolverSta
 """
 import glob
 import json
+import math
 import multiprocessing
 import os.path as osp
 from dataclasses import asdict, dataclass, field
@@ -104,7 +105,7 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
         raise ValueError(f'{name}: validation records are not at increasing iterations '
                          f'({curve.val_iters}); with an iteration-based loop set '
                          "LoggerHook's log_metric_by_epoch=False")
-    curve.solver = {k: v for k, v in curve.solver.items() if any(x == x for x in v)}
+    curve.solver = {k: v for k, v in curve.solver.items() if not all(map(math.isnan, v))}
     curve.sec_per_iter = median(times) if times else float('nan')
     return curve
 
