@@ -13,9 +13,12 @@ Example:
 """
 import argparse
 import json
+import math
 import os
 import os.path as osp
 from typing import Dict, List
+
+from mmengine.logging import print_log
 
 from mdeq_mm.analysis.learning_curves import (Contender, LearningCurve, plot_learning_curves,
                                               train_contender)
@@ -67,11 +70,11 @@ def run_task(name: str, contenders: List[Contender], metric: str, work_dir: str,
     curves = []
     for contender in contenders:
         run_dir = osp.join(work_dir, name, contender.name.replace(' ', '_').replace(',', ''))
-        print(f'[{name}] training {contender.name} ({osp.basename(contender.config)})',
-              flush=True)
+        print_log(f'[{name}] training {contender.name} ({osp.basename(contender.config)}) '
+                  f'in {run_dir}', logger='current')
         curves.append(train_contender(contender, run_dir, metric, threads))
-        print(f'[{name}] {contender.name}: {metric} {curves[-1].metric[-1]:.2f} after '
-              f'{curves[-1].val_iters[-1]} iterations', flush=True)
+        print_log(f'[{name}] {contender.name}: {metric} {curves[-1].metric[-1]:.2f} after '
+                  f'{curves[-1].val_iters[-1]} iterations', logger='current')
     plot_learning_curves(curves, osp.join(work_dir, f'learning_curves_{name}.png'),
                          f'{name}: learning curves (same data, schedule and seed)')
     return curves
@@ -85,7 +88,7 @@ def summary_rows(curves: List[LearningCurve]) -> List[str]:
         res = c.solver.get('deq_fwd_rel_res', [float('nan')])[-1]
         rows.append(f'| {c.name} | ' + ' | '.join(f'{m:.1f}' for m in c.metric) +
                     f' | {c.loss[-1]:.3f} | {c.sec_per_iter:.2f} | '
-                    f"{'-' if res != res else f'{res:.4f}'} |")
+                    f"{'-' if math.isnan(res) else f'{res:.4f}'} |")
     return rows
 
 
