@@ -147,12 +147,9 @@ def train_contender(contender: Contender,
 
 def plot_learning_curves(curves: Sequence[LearningCurve], path: str, title: str) -> None:
     """Loss, validation metric and (for DEQs) forward relative residual vs iteration, as PNG."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
+    from .report import new_figure, save_figure
     with_solver = any('deq_fwd_rel_res' in c.solver for c in curves)
-    fig, axes = plt.subplots(1, 3 if with_solver else 2, figsize=(15 if with_solver else 10, 4))
+    fig, axes = new_figure(3 if with_solver else 2, (15 if with_solver else 10, 4))
     for curve in curves:
         axes[0].plot(curve.train_iters, curve.loss, label=curve.name)
         axes[1].plot(curve.val_iters, curve.metric, marker='o', label=curve.name)
@@ -166,7 +163,4 @@ def plot_learning_curves(curves: Sequence[LearningCurve], path: str, title: str)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title, dpi=100)

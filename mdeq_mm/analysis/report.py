@@ -152,12 +152,27 @@ def markdown(results: Mapping[str, Any]) -> str:
     return '\n'.join(lines)
 
 
-def plot_memory(path: str, memory: Mapping[str, Mapping[str, Any]], title: str) -> None:
-    """Peak memory of the implicit and unrolled runs against f-evaluations."""
+def new_figure(ncols: int = 1, figsize: tuple = (6, 4)):
+    """A matplotlib figure and its axes on the file-only Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt.subplots(1, ncols, figsize=figsize)
+
+
+def save_figure(fig, path: str, title: Optional[str] = None, dpi: int = 120) -> None:
+    """Title (if any), tight layout, write ``path`` and release the figure."""
+    import matplotlib.pyplot as plt
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+
+
+def plot_memory(path: str, memory: Mapping[str, Mapping[str, Any]], title: str) -> None:
+    """Peak memory of the implicit and unrolled runs against f-evaluations."""
+    fig, ax = new_figure()
     for kind in ('implicit', 'unrolled'):
         points = sorted((int(k.split('-')[1]), r['train_peak_bytes'] / MIB)
                         for k, r in memory.items() if k.startswith(kind) and 'error' not in r)
@@ -168,18 +183,13 @@ def plot_memory(path: str, memory: Mapping[str, Mapping[str, Any]], title: str) 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_solvers(path: str, races: Mapping[str, Mapping[str, Any]]) -> None:
     """Best relative residual against f-evaluations for each solver (first thread count)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     race = next(iter(races.values()))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     for name, entry in race.items():
         if '/overhead_' not in name:
             curve = entry['curve']
@@ -190,20 +200,15 @@ def plot_solvers(path: str, races: Mapping[str, Mapping[str, Any]]) -> None:
     ax.set_title('forward solve on the trained MDEQ f')
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_residual_curves(path: str, forward: Mapping[str, Mapping[str, list]],
                          backward: tuple, title: str) -> None:
     """Forward residual curves per solver and the implicit backward's (mean over images as a
     line, min to max as a band)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     import numpy as np
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    fig, axes = new_figure(2, (12, 4))
     series = [(axes[0], name, c) for name, c in forward.items()]
     series.append((axes[1], f'implicit backward ({backward[0]})', backward[1]))
     for i, (ax, name, curve) in enumerate(series):
@@ -219,19 +224,13 @@ def plot_residual_curves(path: str, forward: Mapping[str, Mapping[str, list]],
         ax.axhline(0.05, color='gray', ls=':', label='0.05 (rule of thumb)')
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, title)
 
 
 def plot_anytime(path: str, rows: List[Mapping[str, Any]], title: str) -> None:
     """The test metric and the mean final residual against the evaluation budget."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
     budgets = [r['budget'] for r in rows]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = new_figure()
     ax.plot(budgets, [r['value'] for r in rows], 'o-', color='C0')
     ax.set_xlabel('evaluation budget (forward solver steps)')
     ax.set_ylabel(rows[0]['metric'], color='C0')
@@ -240,9 +239,7 @@ def plot_anytime(path: str, rows: List[Mapping[str, Any]], title: str) -> None:
     twin.plot(budgets, [r['mean_rel_res'] for r in rows], 's--', color='C1')
     twin.set_ylabel('mean final relative residual', color='C1')
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write_report(results: Dict[str, Any], out_dir: str) -> None:
