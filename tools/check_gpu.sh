@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Check the CUDA paths in one step; each part runs under `timeout`, 10 minutes in all at most:
+# Check the CUDA paths in one step; each part runs under `timeout` (TESTS_TIMEOUT, default 300 s,
+# and CHECK_TIMEOUT, default 280 s):
 #   1. the tests marked `cuda` (MDEQ on CUDA vs CPU, dropout masks, AMP steps, hooks in a CUDA
 #      runner); they are skipped, with the reason, where torch sees no GPU;
 #   2. tools/misc/check_gpu.py: AMP and fp32 training steps of MDEQ-small (implicit) and
@@ -17,8 +18,8 @@ echo "GPU check: report in $WORK_DIR"
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")' | tee "$WORK_DIR/device.txt"
 
 tests=0
-timeout 300 "$PYTHON" -m pytest tests -m cuda -rs -q -p no:cacheprovider \
+timeout "${TESTS_TIMEOUT:-300}" "$PYTHON" -m pytest tests -m cuda -rs -q -p no:cacheprovider \
     --junitxml "$WORK_DIR/cuda_tests.xml" 2>&1 | tee "$WORK_DIR/cuda_tests.log" || tests=$?
-timeout 280 "$PYTHON" tools/misc/check_gpu.py --work-dir "$WORK_DIR" "$@"
+timeout "${CHECK_TIMEOUT:-280}" "$PYTHON" tools/misc/check_gpu.py --work-dir "$WORK_DIR" "$@"
 echo "GPU check: report in $WORK_DIR (cuda tests exit code $tests)"
 exit "$tests"
