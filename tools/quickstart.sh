@@ -48,7 +48,7 @@ run_tests() {
 run_demo() {
     cd "$ROOT"
     "$PY" tools/generate_demo_data.py --out-dir "$ROOT/data/mdeq_demo_cityscapes"
-    "$PY" tools/train.py configs/mdeq/fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py \
+    "$PY" tools/train.py configs/mdeq/fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py \
         --work-dir "$WORK_DIR" "$@"
 }
 

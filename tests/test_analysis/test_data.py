@@ -7,7 +7,7 @@ import torch
 from mdeq_mm.analysis import build_model, generated_scenes, load_config, make_batch, mdeq_budgets
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py')
+DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 
 
 def test_segmentation_batch_carries_the_scene_labels_and_normalized_images():

@@ -15,7 +15,7 @@ from mdeq_mm.datasets import generate_cityscapes_like
 pytestmark = pytest.mark.slow
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py')
+DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 QUICK_SWEEP = (2, 8)
 
 

@@ -11,7 +11,7 @@
 
 Example:
     python tools/analysis_tools/analyze_solver.py \\
-        configs/mdeq/fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py \\
+        configs/mdeq/fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py \\
         --checkpoint work_dirs/demo/iter_300.pth --budgets 1 2 4 8 12 \\
         --out-dir work_dirs/demo/solver_analysis
 """

@@ -2,7 +2,7 @@
 
 Writes results.json, results.md (with goal rows met / not met) and PNG plots into --out-dir.
 The trained state comes from a short training run of
-configs/mdeq/fcn_mdeq-small_1xb2-150iter_demo-cityscapes-64x128.py on generated street scenes
+configs/mdeq/fcn_mdeq-small_1xb2-150it_demo-cityscapes-64x128.py on generated street scenes
 (done by this command, a few minutes), or from --checkpoint. See mdeq_mm/analysis for what is
 measured and how.
 
@@ -22,8 +22,8 @@ from mdeq_mm.analysis import BenchmarkSettings, run_benchmark, write_report
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
                    'mdeq')
 MDEQ_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small_4xb3-120k_cityscapes-512x1024.py')
-TRAIN_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small_1xb2-150iter_demo-cityscapes-64x128.py')
-DEMO_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py')
+TRAIN_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small_1xb2-150it_demo-cityscapes-64x128.py')
+DEMO_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 HRNET_W18 = 'mmseg::hrnet/fcn_hr18_4xb2-80k_cityscapes-512x1024.py'
 HRNET_W18_SMALL = 'mmseg::hrnet/fcn_hr18s_4xb2-80k_cityscapes-512x1024.py'
 

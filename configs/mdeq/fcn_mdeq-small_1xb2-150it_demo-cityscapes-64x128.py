@@ -1,7 +1,7 @@
 # MDEQ-small trained by the demo recipe (unrolled warm-up, then implicit equilibrium training)
 # on the generated street scenes, shortened to a few CPU minutes: the trained state at which
 # the benchmark (tools/analysis_tools/benchmark.py) measures MDEQ.
-_base_ = ['./fcn_mdeq-tiny_1xb4-300_demo-cityscapes-64x128.py']
+_base_ = ['./fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py']
 num_channels = (32, 64, 128, 256)
 iters = 150
 model = dict(
