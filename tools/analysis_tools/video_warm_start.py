@@ -39,6 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='frame size (the config\'s test pipeline resizes it)')
     parser.add_argument('--seed', type=int, default=1,
                         help='seed of the sequences (the demo data set uses 0)')
+    parser.add_argument('--forward', type=float, nargs=2, default=(0.01, 0.03),
+                        metavar=('MIN', 'MAX'), help='range of the zoom per frame of the camera '
+                        'driving forward')
+    parser.add_argument('--drift', type=float, nargs=2, default=(0.002, 0.006),
+                        metavar=('MIN', 'MAX'), help='range of the sideways drift per frame '
+                        '(fraction of the street canvas width)')
     parser.add_argument('--tol', type=float, nargs='+', default=[1e-3, 1e-2],
                         help='tolerances both runs solve each frame to, one measurement each')
     parser.add_argument('--max-iter', type=int, default=50,
@@ -62,7 +68,8 @@ def main(argv=None) -> dict:
     model = init_model(args.config, args.checkpoint, device=args.device,
                        cfg_options=args.cfg_options)
     rng = np.random.default_rng(args.seed)
-    sequences = [render_street_sequence(rng, args.num_frames, *args.size)
+    sequences = [render_street_sequence(rng, args.num_frames, *args.size,
+                                        forward=tuple(args.forward), drift=tuple(args.drift))
                  for _ in range(args.num_sequences)]
     runs = []
     for tol in args.tol:
@@ -77,7 +84,8 @@ def main(argv=None) -> dict:
                     f'frame, mIoU difference {s["mIoU_diff"]:+.3f}, {s["cold_restarts"]} cold '
                     f'restarts at {args.num_sequences - 1} scene cuts')
     result = dict(config=args.config, checkpoint=args.checkpoint, seed=args.seed,
-                  size=list(args.size), runs=runs)
+                  size=list(args.size), forward=list(args.forward), drift=list(args.drift),
+                  runs=runs)
     with open(osp.join(args.out_dir, 'video_warm_start.json'), 'w') as f:
         json.dump(result, f, indent=1)
     plot = args.plot or osp.join(args.out_dir, 'video_warm_start.png')
