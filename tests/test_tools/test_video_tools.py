@@ -15,7 +15,8 @@ from mdeq_mm.datasets import generate_cityscapes_sequences
 pytestmark = pytest.mark.slow
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
+DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq',
+                       'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 # an untrained model reaches this relative residual from zeros in a few steps
 FAST_SOLVE = ['--cfg-options', 'model.backbone.forward_solver.tol=0.9',
               'model.backbone.forward_solver.max_iter=6']
