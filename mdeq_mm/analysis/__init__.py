@@ -10,11 +10,12 @@ from .report import write_report
 from .solvers import CountedF, race
 from .steps import StepWorker, interleaved_steps
 from .timing import RatioSummary, interleaved_times
+from .video import measure_warm_start, plot_warm_start
 
 __all__ = [
     'BenchmarkSettings', 'CountedF', 'Goal', 'GoalThresholds', 'LiveTensorBytes',
     'RatioSummary', 'StepWorker', 'build_model', 'find_mdeq', 'generated_scenes',
     'interleaved_steps', 'interleaved_times', 'judge', 'load_config', 'make_batch',
-    'mdeq_budgets', 'peak_tensor_bytes', 'race', 'run_benchmark', 'tensor_bytes', 'to_inputs',
-    'write_report'
+    'mdeq_budgets', 'measure_warm_start', 'peak_tensor_bytes', 'plot_warm_start', 'race',
+    'run_benchmark', 'tensor_bytes', 'to_inputs', 'write_report'
 ]

@@ -39,6 +39,27 @@ def render_street_scene(rng: np.random.Generator, height: int,
         tuple[np.ndarray, np.ndarray]: The RGB image (H, W, 3) uint8 and its train-id label
         (H, W) uint8.
     """
+    label, horizon, vanish = draw_street(rng, height, width)
+    for _ in range(rng.integers(1, 4)):
+        depth, aspect, lateral = rng.uniform(0.2, 0.9), rng.uniform(1.4, 2.2), rng.uniform(
+            -0.6, 0.6)
+        draw_car(label, horizon, vanish, depth, aspect, lateral)
+    return paint_street(rng, label, class_colours(rng)), label
+
+
+def draw_street(rng: np.random.Generator, height: int,
+                width: int) -> Tuple[np.ndarray, int, float]:
+    """The train-id label of a street without cars: sky, a skyline of buildings and
+    vegetation on the horizon, a road narrowing to a vanishing point, sidewalks and poles.
+
+    Args:
+        rng (np.random.Generator): Source of randomness.
+        height (int): Label height in pixels.
+        width (int): Label width in pixels.
+
+    Returns:
+        tuple: The (H, W) uint8 label, the horizon row and the vanishing point's column.
+    """
     ids = {name: tid for name, (tid, _) in SYNTHETIC_CLASSES.items()}
     label = np.full((height, width), ids['sky'], dtype=np.uint8)
     rows, cols = np.mgrid[0:height, 0:width]
@@ -62,28 +83,64 @@ def render_street_scene(rng: np.random.Generator, height: int,
     label[below & (offset >= half_road)] = ids['vegetation']
     label[below & (offset < half_walk)] = ids['sidewalk']
     label[below & (offset < half_road)] = ids['road']
-    # Poles on the sidewalk edge, cars on the road.
+    # Poles from above the horizon down to the ground.
     for _ in range(rng.integers(1, 4)):
         px = int(rng.uniform(0, width))
         pw = max(1, width // 80)
         ptop = int(horizon * rng.uniform(0.3, 0.8))
         pbottom = int(horizon + (height - horizon) * rng.uniform(0.1, 0.6))
         label[ptop:pbottom, px:px + pw] = ids['pole']
-    for _ in range(rng.integers(1, 4)):
-        cy = int(horizon + (height - horizon) * rng.uniform(0.2, 0.9))
-        d = (cy - horizon) / max(height - horizon, 1)
-        ch = max(2, int(height * 0.25 * d))
-        cw = max(3, int(ch * rng.uniform(1.4, 2.2)))
-        cx = int(vanish + rng.uniform(-0.6, 0.6) * d * width * 0.5)
-        label[max(cy - ch, 0):cy, max(cx - cw // 2, 0):cx + cw // 2] = ids['car']
+    return label, horizon, vanish
 
-    image = np.zeros((height, width, 3), dtype=np.float32)
-    for tid, colour in SYNTHETIC_CLASSES.values():
-        jitter = rng.normal(0, 12, size=3)
-        image[label == tid] = np.clip(np.array(colour) + jitter, 0, 255)
-    shade = 0.75 + 0.25 * (rows / height)[..., None]
+
+def draw_car(label: np.ndarray, horizon: int, vanish: float, depth: float, aspect: float,
+             lateral: float) -> None:
+    """Draw a car on the road of ``label`` in place, larger the nearer it is.
+
+    Args:
+        label (np.ndarray): (H, W) train-id label from :func:`draw_street`.
+        horizon (int): Its horizon row.
+        vanish (float): Its vanishing point's column.
+        depth (float): Where the car stands between the horizon (0) and the bottom edge (1).
+        aspect (float): Width over height.
+        lateral (float): Offset from the road's centre line, -1 to 1 of the half width.
+    """
+    height, width = label.shape
+    cy = int(horizon + (height - horizon) * depth)
+    d = (cy - horizon) / max(height - horizon, 1)
+    ch = max(2, int(height * 0.25 * d))
+    cw = max(3, int(ch * aspect))
+    cx = int(vanish + lateral * d * width * 0.5)
+    label[max(cy - ch, 0):cy, max(cx - cw // 2, 0):cx + cw // 2] = SYNTHETIC_CLASSES['car'][0]
+
+
+def class_colours(rng: np.random.Generator) -> Dict[int, np.ndarray]:
+    """A colour per train id: the class's base colour with a random jitter."""
+    return {
+        tid: np.clip(np.array(colour) + rng.normal(0, 12, size=3), 0, 255)
+        for tid, colour in SYNTHETIC_CLASSES.values()
+    }
+
+
+def paint_street(rng: np.random.Generator, label: np.ndarray,
+                 colours: Dict[int, np.ndarray]) -> np.ndarray:
+    """The RGB image of ``label``: class colours, darker towards the top, with pixel noise.
+
+    Args:
+        rng (np.random.Generator): Source of the noise.
+        label (np.ndarray): (H, W) train ids.
+        colours (dict): Train id to RGB colour, from :func:`class_colours`.
+
+    Returns:
+        np.ndarray: (H, W, 3) uint8 image.
+    """
+    height = label.shape[0]
+    image = np.zeros(label.shape + (3, ), dtype=np.float32)
+    for tid, colour in colours.items():
+        image[label == tid] = colour
+    shade = 0.75 + 0.25 * (np.arange(height) / height)[:, None, None]
     image = image * shade + rng.normal(0, 8, size=image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8), label
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 def generate_cityscapes_like(out_dir: str,

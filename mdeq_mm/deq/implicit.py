@@ -12,8 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from .jacobian import jacobian_frobenius_reg
-from .solve import (SolverConfig, check_choice, check_int, check_keys, check_number,
-                    solve)
+from .solve import (SolverConfig, SolverState, check_choice, check_int, check_keys,
+                    check_number, solve)
 from .state import StatePacker
 from .stats import SolverStats
 
@@ -252,7 +252,9 @@ class DEQCore(nn.Module):
                 z0: Sequence[Tensor],
                 mode: str = 'equilibrium',
                 max_iter: Optional[int] = None,
-                jac_probes: int = 0) -> Tuple[Tensor, ...]:
+                jac_probes: int = 0,
+                callback: Optional[Callable[[SolverState], Optional[bool]]] = None
+                ) -> Tuple[Tensor, ...]:
         """Run the DEQ layer.
 
         Args:
@@ -265,6 +267,8 @@ class DEQCore(nn.Module):
                 ``eval_max_iter`` in eval (if set), else ``forward_cfg.max_iter``.
             jac_probes (int): If > 0 and training with grad, store a Hutchinson
                 estimate of ``||J_f||_F^2 / numel`` in ``last_jac_loss``.
+            callback (Callable, optional): Passed to the forward :func:`solve` (not to a
+                fallback re-solve): sees every step and may stop the solve early.
 
         Returns:
             tuple[Tensor]: The output state, float32 (float64 if ``z0`` is).
@@ -290,7 +294,7 @@ class DEQCore(nn.Module):
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
 
-        z_star, bad = self._solve_forward(flat_f, z0_flat, max_iter)
+        z_star, bad = self._solve_forward(flat_f, z0_flat, max_iter, callback)
         fb = self.fallback_cfg
         if not differentiable:
             out = z_star
@@ -308,15 +312,16 @@ class DEQCore(nn.Module):
                 out = _select(bad, z_star, out)
         return packer.unpack(self._guard(out, z_star))
 
-    def _solve_forward(self, flat_f: FlatFn, z0: Tensor,
-                       max_iter: Optional[int]) -> Tuple[Tensor, Optional[Tensor]]:
+    def _solve_forward(self, flat_f: FlatFn, z0: Tensor, max_iter: Optional[int],
+                       callback: Optional[Callable[[SolverState], Optional[bool]]] = None
+                       ) -> Tuple[Tensor, Optional[Tensor]]:
         """Forward solve (plus 'fixed_point' re-solve); returns ``z*`` and the failed mask."""
         budget = max_iter
         if budget is None and not self.training:
             budget = self.eval_max_iter
         kwargs = self.forward_cfg.solve_kwargs()
         kwargs['max_iter'] = self.forward_cfg.max_iter if budget is None else budget
-        z_star, stats = solve(flat_f, z0, **kwargs)
+        z_star, stats = solve(flat_f, z0, callback=callback, **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
         if not bool(bad.any()):

@@ -9,11 +9,14 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mdeq_mm.deq import DEQCore, SolverStats, StatePacker
+from mdeq_mm.deq import DEQCore, SolverState, SolverStats, StatePacker
 from ..layers import MDEQModule
 
 DEQ_MODES = ('equilibrium', 'unrolled')
 STEM_STRIDES = (1, 2, 4)
+# The first relative residual of a cold start: ||f(0) - 0|| / ||f(0)|| = 1 (up to its eps). A
+# warm start whose first residual is not below it is no better than zeros (e.g. a scene cut).
+COLD_START_REL_RES = 1.0
 
 
 class FixedPointProblem(NamedTuple):
@@ -52,6 +55,12 @@ class MDEQ(BaseModule):
     Training returns ``f(z*)`` (one differentiable call on the solver's result), evaluation
     returns ``z*`` (the lowest-residual iterate). After each forward the solver statistics are
     in :attr:`last_forward_stats` (and, after ``backward()``, :attr:`last_backward_stats`).
+
+    In evaluation the solve can start from a given state per image instead of zeros (a warm
+    start, e.g. the previous video frame's ``z*``: ``forward(x, init_state)``); an image
+    whose warm start has a first residual no better than a cold start's restarts from zeros
+    (:attr:`last_cold_restart`). :class:`mdeq_mm.apis.VideoWarmStart` keeps such states per
+    video stream.
 
     An image with any NaN/Inf value is replaced by zeros before the stem, with a warning, so
     that nothing non-finite reaches the other images, the gradients or the BN statistics; its
@@ -174,6 +183,8 @@ class MDEQ(BaseModule):
         self.deq_mode = deq_mode
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
+        self._last_cold_restart: Optional[Tensor] = None
+        self._last_probe_f_evals = 0
 
     @classmethod
     def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
@@ -295,6 +306,21 @@ class MDEQ(BaseModule):
         return failed
 
     @property
+    def last_cold_restart(self) -> Optional[Tensor]:
+        """``(B,)`` bool, the images of the latest warm-started forward whose warm start was no
+        better than a cold start and that were solved from zeros instead; None after a forward
+        without ``init_state``."""
+        return self._last_cold_restart
+
+    @property
+    def last_f_evals(self) -> Optional[Tensor]:
+        """``(B,)`` long, evaluations of f by each image's latest forward solve, counting the
+        evaluation that rejected a warm start (the whole batch pays it) but not a fallback
+        re-solve. None before the first equilibrium forward."""
+        stats = self.last_forward_stats
+        return None if stats is None else stats.steps + self._last_probe_f_evals
+
+    @property
     def jacobian_loss(self) -> Optional[Tensor]:
         """Hutchinson estimate of ||J_f||_F^2 / numel from the latest training forward, if
         ``jacobian_probes > 0`` was set for it (hooks set it on regularized iterations)."""
@@ -347,7 +373,9 @@ class MDEQ(BaseModule):
         injection = self.injection(x) if self.injection is not None else x
         return (injection, ) + (None, ) * (self.num_branches - 1)
 
-    def fixed_point_problem(self, x: Tensor) -> FixedPointProblem:
+    def fixed_point_problem(self,
+                            x: Tensor,
+                            init_state: Optional[Sequence[Tensor]] = None) -> FixedPointProblem:
         """The map ``z -> f(z; x)`` that :meth:`forward` solves for images ``x``, and its start.
 
         Computes the stem and injection once and prepares f for one forward (normalized
@@ -357,6 +385,9 @@ class MDEQ(BaseModule):
         Args:
             x (Tensor): Images of shape (B, in_channels, H, W), H and W divisible by
                 :attr:`total_stride`.
+            init_state (Sequence[Tensor], optional): The start state, one tensor per branch
+                shaped like the zeros it replaces (e.g. a previous ``z*``); detached. None
+                starts from zeros. Defaults to None.
 
         Returns:
             FixedPointProblem: ``(f, z0)``; ``.flat()`` gives the map on flat ``(B, D)`` states.
@@ -374,24 +405,74 @@ class MDEQ(BaseModule):
         """
         injection = self.injection_of(x)
         z0 = self.initial_state(injection[0])
+        if init_state is not None:
+            z0 = self._checked_state(init_state, z0)
         self.f.reset(z0)
         return FixedPointProblem(lambda z: self.f(z, injection), z0)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+    def _checked_state(self, state: Sequence[Tensor],
+                       zeros: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        """``state`` detached and cast like ``zeros``, after checking it has their shapes."""
+        shapes = [tuple(z.shape) for z in zeros]
+        got = [tuple(getattr(z, 'shape', ())) for z in state]
+        if got != shapes:
+            raise ValueError(f'init_state must hold one tensor per branch with the shapes '
+                             f'{shapes} for this input, got {got}')
+        return tuple(s.detach().to(z) for s, z in zip(state, zeros))
+
+    def forward(self, x: Tensor,
+                init_state: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, ...]:
         """Solve for the equilibrium features.
 
         Args:
             x (Tensor): Images of shape (B, in_channels, H, W), H and W divisible by
                 :attr:`total_stride`.
+            init_state (Sequence[Tensor], optional): Evaluation only: the state to start each
+                image's solve from, one tensor per branch shaped like the output (e.g. the
+                previous video frame's output). An image whose state is all zeros starts cold;
+                one whose warm start's first relative residual is not below a cold start's
+                (:data:`COLD_START_REL_RES`) is solved from zeros (a scene cut), which costs
+                the batch one evaluation of f. None starts every image from zeros. Defaults
+                to None.
 
         Returns:
             tuple[Tensor]: ``num_branches`` feature maps, finest first.
         """
+        if init_state is not None and self.training:
+            raise ValueError('init_state (a warm start) is for evaluation only; training '
+                             'always solves from zeros. Call eval() first.')
         x, nonfinite = self._zero_nonfinite_images(x)
-        f, z0 = self.fixed_point_problem(x)
-        mode = self.deq_mode if self.training else 'equilibrium'
-        outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
+        f, z0 = self.fixed_point_problem(x, init_state)
+        self._last_cold_restart = None
+        self._last_probe_f_evals = 0
+        if init_state is None:
+            mode = self.deq_mode if self.training else 'equilibrium'
+            outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
+        else:
+            outs = self._solve_warm(f, z0)
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)
         return tuple(torch.where(keep, out, out.detach()) for out in outs)
+
+    def _solve_warm(self, f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]],
+                    z0: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        """Solve from ``z0``; if some image's warm start is no better than zeros (judged on the
+        first step), stop there and solve again with those images starting from zeros."""
+        warm = torch.stack([z.flatten(1).ne(0).any(dim=1) for z in z0]).any(dim=0)
+        worse = torch.zeros_like(warm)
+
+        def stop_if_worse_than_cold(state: SolverState) -> bool:
+            if state.step != 1:
+                return False
+            worse.copy_(warm & ~(state.rel_res < COLD_START_REL_RES))
+            return bool(worse.any())
+
+        outs = tuple(self.deq(f, z0, callback=stop_if_worse_than_cold))
+        self._last_cold_restart = worse
+        if bool(worse.any()):
+            self._last_probe_f_evals = 1
+            keep = ~worse.view(-1, 1, 1, 1)
+            outs = tuple(self.deq(f, tuple(torch.where(keep, z, torch.zeros_like(z))
+                                           for z in z0)))
+        return outs
