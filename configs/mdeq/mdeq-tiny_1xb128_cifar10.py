@@ -1,7 +1,8 @@
 # MDEQ-tiny on CIFAR-10 (the authors' CIFAR-tiny settings; see ../_base_/models/mdeq-tiny_cifar.py).
 _base_ = [
     '../_base_/models/mdeq-tiny_cifar.py',
-    'mmpretrain::_base_/datasets/cifar10_bs16.py', 'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/datasets/cifar10_bs16.py', 'mmpretrain::_base_/default_runtime.py',
+    '../_base_/mdeq_runtime.py'
 ]
 train_dataloader = dict(batch_size=128)
 val_dataloader = dict(batch_size=128)
@@ -13,7 +14,4 @@ train_cfg = dict(by_epoch=True, max_epochs=50, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 # about 8 of 50 epochs unrolled, as in the authors' schedule
-custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_ratio=0.15),
-    dict(type='DEQSolverStatsHook', warn_threshold=0.05),
-]
+custom_hooks = [dict(type='DEQWarmupHook', warmup_ratio=0.15), *_base_.custom_hooks[1:]]
