@@ -8,7 +8,7 @@ import mdeq_mm  # noqa: F401
 
 
 @pytest.mark.parametrize('module', ['mmcv.ops', 'mmseg.models', 'mmpretrain.models'])
-def test_stack_imports(module):
+def test_mmcv_ops_mmseg_and_mmpretrain_models_import(module):
     importlib.import_module(module)
 
 

@@ -1,10 +1,10 @@
 # HRNet baseline with the MDEQ schedule (batch 4x3, 120k iterations), so that the comparison
-# with ../mdeq/fcn_mdeq-*_4xb3-120k_cityscapes-512x1024.py is one command apart.
-_base_ = 'mmseg::hrnet/fcn_hr18_4xb2-80k_cityscapes-512x1024.py'
-optim_wrapper = dict(optimizer=dict(lr=0.01))
-param_scheduler = [
-    dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=120000, by_epoch=False)
+# with ../mdeq/fcn_mdeq-*_4xb3-120k_cityscapes-512x1024.py is one command apart: mmseg's
+# fcn_hr18_4xb2-80k_cityscapes-512x1024.py with ../_base_/schedules/schedule_120k.py.
+_base_ = [
+    'mmseg::_base_/models/fcn_hr18.py', 'mmseg::_base_/datasets/cityscapes.py',
+    'mmseg::_base_/default_runtime.py', '../_base_/schedules/schedule_120k.py'
 ]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters=120000, val_interval=12000)
-default_hooks = dict(checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=12000))
+crop_size = (512, 1024)
+model = dict(data_preprocessor=dict(size=crop_size))
 train_dataloader = dict(batch_size=3)

@@ -1,17 +1,9 @@
 # Learning benchmark, segmentation: HRNetV2-W18-Small (random init, as the MDEQ) with the same
 # frame, schedule and seed as ../mdeq/fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256.py.
 _base_ = [
-    'mmseg::_base_/models/fcn_hr18.py', '../_base_/datasets/cityscapes_frame-128x256.py',
+    '../_base_/models/fcn_hr18s.py', '../_base_/datasets/cityscapes_frame-128x256.py',
     '../_base_/schedules/frame_sgd_120it.py', 'mmseg::_base_/default_runtime.py'
 ]
-model = dict(
-    data_preprocessor=dict(size=(128, 256)),
-    pretrained=None,
-    backbone=dict(
-        extra=dict(
-            stage1=dict(num_blocks=(2, )),
-            stage2=dict(num_blocks=(2, 2)),
-            stage3=dict(num_modules=3, num_blocks=(2, 2, 2)),
-            stage4=dict(num_modules=2, num_blocks=(2, 2, 2, 2)))))
+model = dict(data_preprocessor=dict(size=(128, 256)), pretrained=None)
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))
 randomness = dict(seed=0)

@@ -3,7 +3,7 @@
 # A few minutes on 2 CPU cores: unrolled warm-up, then equilibrium (implicit) training.
 _base_ = [
     '../_base_/models/fcn_mdeq-tiny.py', 'mmseg::_base_/datasets/cityscapes.py',
-    'mmseg::_base_/default_runtime.py'
+    'mmseg::_base_/default_runtime.py', '../_base_/mdeq_runtime.py'
 ]
 data_root = 'data/mdeq_demo_cityscapes/'
 crop_size = (64, 128)
@@ -64,7 +64,7 @@ default_hooks = dict(
     visualization=dict(type='SegVisualizationHook'))
 custom_hooks = [
     dict(type='DEQWarmupHook', warmup_ratio=1 / 3),
-    dict(type='DEQSolverStatsHook', warn_threshold=0.05),
+    *_base_.custom_hooks[1:],
     dict(type='DEQEvalBudgetHook', spectral_radius=True, power_iters=20),
 ]
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

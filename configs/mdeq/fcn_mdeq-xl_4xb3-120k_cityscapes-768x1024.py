@@ -6,13 +6,9 @@ model = dict(
     data_preprocessor=dict(size=crop_size),
     backbone=dict(arch='xl', dropout=0.04),
     decode_head=dict(in_channels=list(num_channels), channels=sum(num_channels)))
+# mmseg's Cityscapes training pipeline with 768x1024 crops
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(2048, 1024), ratio_range=(0.5, 2.0), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs')
+    dict(step, crop_size=crop_size) if step.type == 'RandomCrop' else step
+    for step in _base_.train_pipeline
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))

@@ -4,7 +4,7 @@
 _base_ = [
     '../_base_/models/mdeq-tiny_cifar.py',
     '../_base_/datasets/digits_bs32.py', '../_base_/schedules/digits_adam_300it.py',
-    'mmpretrain::_base_/default_runtime.py'
+    'mmpretrain::_base_/default_runtime.py', '../_base_/mdeq_runtime.py'
 ]
 model = dict(backbone=dict(dropout=0.0))
 randomness = dict(seed=0)
@@ -13,7 +13,3 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', interval=300, by_epoch=False))
 optim_wrapper = dict(type='SkipNonFiniteOptimWrapper')
-custom_hooks = [
-    dict(type='DEQWarmupHook', warmup_ratio=0.5),
-    dict(type='DEQSolverStatsHook', warn_threshold=0.05),
-]

@@ -1,17 +1,12 @@
 """The synthetic batches: generated scenes as normalized inputs with matching ground truth."""
-import os.path as osp
-
 import numpy as np
 import torch
 
 from mdeq_mm.analysis import build_model, generated_scenes, load_config, make_batch, mdeq_budgets
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 
-
-def test_segmentation_batch_carries_the_scene_labels_and_normalized_images():
-    model = build_model(load_config(DEMO_CONFIG), mdeq_budgets('implicit', 2))
+def test_segmentation_batch_carries_the_scene_labels_and_normalized_images(demo_config):
+    model = build_model(load_config(demo_config), mdeq_budgets('implicit', 2))
     images, labels = generated_scenes(2, 32, 64)
     inputs, samples = make_batch(model, images, labels)
     assert inputs.shape == (2, 3, 32, 64)
@@ -23,8 +18,8 @@ def test_segmentation_batch_carries_the_scene_labels_and_normalized_images():
     assert torch.isfinite(loss)
 
 
-def test_images_without_labels_get_fixed_labels_of_valid_classes():
-    model = build_model(load_config(DEMO_CONFIG))
+def test_images_without_labels_get_fixed_labels_of_valid_classes(demo_config):
+    model = build_model(load_config(demo_config))
     images = np.zeros((1, 32, 64, 3), dtype=np.uint8)
     first = make_batch(model, images)[1][0].gt_sem_seg.data
     again = make_batch(model, images)[1][0].gt_sem_seg.data
@@ -32,9 +27,9 @@ def test_images_without_labels_get_fixed_labels_of_valid_classes():
     assert 0 <= int(first.min()) and int(first.max()) < model.decode_head.num_classes
 
 
-def test_budget_overrides_reach_the_backbone():
-    model = build_model(load_config(DEMO_CONFIG), mdeq_budgets('implicit', 7, 3))
+def test_budget_overrides_reach_the_backbone(demo_config):
+    model = build_model(load_config(demo_config), mdeq_budgets('implicit', 7, 3))
     assert model.backbone.deq.forward_cfg.max_iter == 7
     assert model.backbone.deq.backward_cfg.solver.max_iter == 3
-    unrolled = build_model(load_config(DEMO_CONFIG), mdeq_budgets('unrolled', 4))
+    unrolled = build_model(load_config(demo_config), mdeq_budgets('unrolled', 4))
     assert unrolled.backbone.deq_mode == 'unrolled' and unrolled.backbone.deq.n_layers == 4

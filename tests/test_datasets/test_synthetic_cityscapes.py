@@ -47,6 +47,6 @@ def test_same_seed_same_data(tmp_path):
     assert a != b
 
 
-def test_rejects_tiny_images(tmp_path):
+def test_images_smaller_than_16_pixels_are_refused(tmp_path):
     with pytest.raises(ValueError, match='height, width >= 16'):
         generate_cityscapes_like(str(tmp_path), 1, 1, 8, 64)

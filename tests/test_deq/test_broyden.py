@@ -82,20 +82,20 @@ def recorded_iterates(f, z0, steps, memory):
     return torch.stack(inputs)
 
 
-def test_iterates_match_a_dense_good_broyden():
+def assert_iterates_match_dense_broyden(steps, memory):
     f, z_star = linear_problem(batch=2, dim=12)
     z0 = torch.zeros_like(z_star)
-    ours = recorded_iterates(f, z0, steps=10, memory=10)
-    dense = dense_broyden_iterates(f, z0, steps=10, memory=10)
+    ours = recorded_iterates(f, z0, steps=steps, memory=memory)
+    dense = dense_broyden_iterates(f, z0, steps=steps, memory=memory)
     assert torch.allclose(ours, dense, rtol=1e-9, atol=1e-9)
+
+
+def test_iterates_match_a_dense_good_broyden():
+    assert_iterates_match_dense_broyden(steps=10, memory=10)
 
 
 def test_full_history_restarts_from_minus_identity_with_the_newest_pair():
-    f, z_star = linear_problem(batch=2, dim=12)
-    z0 = torch.zeros_like(z_star)
-    ours = recorded_iterates(f, z0, steps=14, memory=4)
-    dense = dense_broyden_iterates(f, z0, steps=14, memory=4)
-    assert torch.allclose(ours, dense, rtol=1e-9, atol=1e-9)
+    assert_iterates_match_dense_broyden(steps=14, memory=4)
 
 
 def test_capped_memory_is_allocated_once_and_still_converges():

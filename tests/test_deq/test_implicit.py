@@ -208,17 +208,23 @@ def test_parameters_accumulate_their_gradient_once_per_backward():
     assert len(accumulated) == len(model.w)
 
 
-def test_unrolled_mode_applies_f_n_layers_times_with_autograd():
-    model = ToyMultiscale()
-    core = DEQCore(TIGHT, n_layers=3)
-    x, z0 = make_inputs()
+def counted(f):
+    """``f`` wrapped to append to a list at every call, and the list."""
     calls = []
-    f = model.bind(x)
 
     def counting_f(z):
         calls.append(1)
         return f(z)
 
+    return counting_f, calls
+
+
+def test_unrolled_mode_applies_f_n_layers_times_with_autograd():
+    model = ToyMultiscale()
+    core = DEQCore(TIGHT, n_layers=3)
+    x, z0 = make_inputs()
+    f = model.bind(x)
+    counting_f, calls = counted(f)
     out = core(counting_f, z0, mode='unrolled')
     assert len(calls) == 3 and core.last_forward_stats is None
     expected = f(f(f(z0)))
@@ -233,13 +239,7 @@ def test_eval_returns_the_solver_iterate_with_an_overridable_budget():
     # reach an exactly zero residual.
     core = DEQCore(dict(type='broyden', max_iter=30, tol=0.0)).eval()
     x, z0 = make_inputs()
-    calls = []
-    f = model.bind(x)
-
-    def counting_f(z):
-        calls.append(1)
-        return f(z)
-
+    counting_f, calls = counted(model.bind(x))
     core.eval_max_iter = 4
     out = core(counting_f, z0)
     assert core.last_forward_stats.nfe == 4 and len(calls) == 4

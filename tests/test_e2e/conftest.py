@@ -1,10 +1,5 @@
-"""Shared pieces of the end-to-end runs: generated data, tiny segmentation and classification
-configs."""
-import os
-import os.path as osp
-import subprocess
-import sys
-
+"""Fixtures of the end-to-end runs: generated data, the demo segmentor shrunk for a test run, a
+tiny classifier."""
 import numpy as np
 import pytest
 from mmengine.config import Config
@@ -12,9 +7,13 @@ from PIL import Image
 
 from mdeq_mm.datasets import generate_cityscapes_like
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq',
-                       'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
+# The demo config at half its resolution, without photometric distortion: 32x64 crops.
+CROP = (32, 64)
+HALF_RESOLUTION = {
+    'RandomResize': dict(scale=(128, 64), ratio_range=(0.75, 1.25)),
+    'RandomCrop': dict(crop_size=CROP),
+    'Resize': dict(scale=(64, 32)),
+}
 
 
 @pytest.fixture(scope='session')
@@ -24,49 +23,43 @@ def seg_data_root(tmp_path_factory):
         height=64, width=128)
 
 
-def write_seg_config(path, data_root, max_iters, extra=''):
-    """A config inheriting the demo config, shrunk for a test run."""
-    path.write_text(f"""
-_base_ = {DEMO_CONFIG!r}
-data_root = {data_root!r}
-crop_size = (32, 64)
-model = dict(data_preprocessor=dict(size=crop_size))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations'),
-    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.75, 1.25), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackSegInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(64, 32), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
-train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end={max_iters},
-                        by_epoch=False)]
-train_cfg = dict(type='IterBasedTrainLoop', max_iters={max_iters}, val_interval={max_iters})
-default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=4, log_metric_by_epoch=False),
-    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=12))
-{extra}
-""")
-    return str(path)
+def half_resolution(pipeline):
+    return [
+        dict(step, **HALF_RESOLUTION.get(step['type'], {})) for step in pipeline
+        if step['type'] != 'PhotoMetricDistortion'
+    ]
 
 
-def run_tool(args, timeout=900, env=None, succeed=True):
-    """Run a project tool with this interpreter; return its combined output. It must exit 0
-    (``succeed=True``) or fail (``succeed=False``)."""
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
-    output = proc.stdout + proc.stderr
-    assert (proc.returncode == 0) == succeed, output[-5000:]
-    return output
+@pytest.fixture(scope='session')
+def seg_config(demo_config, seg_data_root):
+    """``seg_config(path, max_iters, extra='')`` writes a config for a test run and returns its
+    path: the demo config at half its resolution on :func:`seg_data_root`, ``max_iters``
+    iterations, validation at the end, a checkpoint every 12; ``extra`` is config text merged
+    over it."""
+
+    def write(path, max_iters, extra=''):
+        cfg = Config.fromfile(demo_config)
+        train_pipeline = half_resolution(cfg.train_pipeline)
+        test_pipeline = half_resolution(cfg.test_pipeline)
+        cfg.merge_from_dict(dict(
+            data_root=seg_data_root,
+            crop_size=CROP,
+            train_pipeline=train_pipeline,
+            test_pipeline=test_pipeline,
+            model=dict(data_preprocessor=dict(size=CROP)),
+            train_dataloader=dict(dataset=dict(data_root=seg_data_root, pipeline=train_pipeline)),
+            val_dataloader=dict(dataset=dict(data_root=seg_data_root, pipeline=test_pipeline)),
+            test_dataloader=dict(dataset=dict(data_root=seg_data_root, pipeline=test_pipeline)),
+            param_scheduler=[dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters,
+                                  by_epoch=False)],
+            train_cfg=dict(max_iters=max_iters, val_interval=max_iters),
+            default_hooks=dict(logger=dict(interval=4), checkpoint=dict(interval=12))))
+        base = path.with_name(f'{path.stem}_base.py')
+        cfg.dump(str(base))
+        path.write_text(f'_base_ = {str(base)!r}\n{extra}')
+        return str(path)
+
+    return write
 
 
 CLASSES = ('horizontal', 'vertical', 'checker')
@@ -95,18 +88,19 @@ def cls_data_root(tmp_path_factory):
     return str(root)
 
 
-def classification_config(data_root, work_dir):
-    """A tiny MDEQ classifier on :func:`cls_data_root`'s folders."""
+@pytest.fixture(scope='session')
+def cls_config(cls_data_root):
+    """``cls_config(work_dir)``: a tiny MDEQ classifier on :func:`cls_data_root`'s folders."""
     pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
     def loader(split, shuffle):
         return dict(
             batch_size=8, num_workers=0, persistent_workers=False,
             sampler=dict(type='DefaultSampler', shuffle=shuffle),
-            dataset=dict(type='CustomDataset', data_root=data_root, data_prefix=split,
+            dataset=dict(type='CustomDataset', data_root=cls_data_root, data_prefix=split,
                          pipeline=pipeline))
 
-    return Config(dict(
+    return lambda work_dir: Config(dict(
         default_scope='mmpretrain',
         custom_imports=dict(imports=['mdeq_mm'], allow_failed_imports=False),
         work_dir=work_dir,

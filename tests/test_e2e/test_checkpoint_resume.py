@@ -1,12 +1,8 @@
 """Checkpoints of our seg and cls configs load safely and resume training exactly."""
-import os.path as osp
-
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
-
-from .conftest import REPO, write_seg_config
 
 pytestmark = pytest.mark.slow
 SEG_ITERS = 4
@@ -21,16 +17,17 @@ custom_hooks = [dict(type='DEQWarmupHook', warmup_iters={SEG_ITERS // 2}),
 """
 
 
-def seg_runner(tmp_path, data_root, work_dir, max_iters, **options):
-    config = write_seg_config(tmp_path / f'seg_{max_iters}.py', data_root, max_iters, SEG_EXTRA)
+def seg_runner(seg_config, tmp_path, work_dir, max_iters, **options):
+    config = seg_config(tmp_path / f'seg_{max_iters}.py', max_iters, SEG_EXTRA)
     cfg = Config.fromfile(config)
     cfg.merge_from_dict(dict(work_dir=str(work_dir), **options))
     return Runner.from_cfg(cfg)
 
 
-def cls_runner(data_root, work_dir, max_epochs, **options):
-    """Our ImageNet MDEQ-small config (SGD Nesterov, cosine), shrunk to a tiny model."""
-    cfg = Config.fromfile(osp.join(REPO, 'configs', 'mdeq', 'mdeq-small_4xb32_in1k.py'))
+def cls_runner(config, data_root, work_dir, max_epochs, **options):
+    """``config``, our ImageNet MDEQ-small config (SGD Nesterov, cosine), shrunk to a tiny
+    model."""
+    cfg = Config.fromfile(config)
     pipeline = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
     def loader(split, shuffle):
@@ -66,15 +63,16 @@ def assert_same_weights(model, reference):
 
 
 @pytest.mark.parametrize('task', ['seg', 'cls'])
-def test_resume_and_load_from_reproduce_the_uninterrupted_run(task, tmp_path, seg_data_root,
-                                                              cls_data_root):
+def test_resume_and_load_from_reproduce_the_uninterrupted_run(task, tmp_path, seg_config,
+                                                              cls_data_root, config_path):
 
     def build(work_dir, halves, **options):
         """A runner of ``halves`` halves of the schedule (iterations for seg, epochs for cls)."""
         if task == 'seg':
-            return seg_runner(tmp_path, seg_data_root, work_dir, SEG_ITERS * halves // 2,
+            return seg_runner(seg_config, tmp_path, work_dir, SEG_ITERS * halves // 2,
                               **options)
-        return cls_runner(cls_data_root, work_dir, halves, **options)
+        return cls_runner(config_path('mdeq/mdeq-small_4xb32_in1k.py'), cls_data_root, work_dir,
+                          halves, **options)
 
     straight = build(tmp_path / 'straight', 2)
     straight.train()

@@ -7,14 +7,13 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from .conftest import run_tool, write_seg_config
 
 pytestmark = pytest.mark.slow
 
 
-def test_test_tool_and_mmseg_inferencer_on_a_trained_checkpoint(tmp_path, seg_data_root):
+def test_test_tool_and_mmseg_inferencer_on_a_trained_checkpoint(tmp_path, seg_config, run_tool):
     from mmseg.apis import MMSegInferencer
-    config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=12)
+    config = seg_config(tmp_path / 'cfg.py', max_iters=12)
     run_tool(['tools/train.py', config, '--work-dir', str(tmp_path / 'work')])
 
     inferencer = MMSegInferencer(model=config, weights=str(tmp_path / 'work' / 'iter_12.pth'),

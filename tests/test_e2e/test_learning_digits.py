@@ -8,21 +8,17 @@ on how well it comes through the switch from unrolled to equilibrium training ha
 is 10%, and a model that does not learn (e.g. one that predicts one class for every image, as
 the previous initialization did in a short run) stays near it.
 """
-import os.path as osp
-
 import pytest
 
 from mdeq_mm.analysis.learning_curves import Contender, train_contender
 from mdeq_mm.datasets import write_digits_dataset
-from .conftest import REPO
 
-DIGITS_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'mdeq-tiny_1xb32-300it_digits-16x16.py')
 ITERS = 80
 MIN_TOP1 = 30.0
 
 
 @pytest.mark.slow
-def test_mdeq_tiny_learns_real_digits_in_a_short_run(tmp_path):
+def test_mdeq_tiny_learns_real_digits_in_a_short_run(tmp_path, config_path):
     data_root = str(tmp_path / 'digits')
     write_digits_dataset(data_root)
     options = {
@@ -34,7 +30,8 @@ def test_mdeq_tiny_learns_real_digits_in_a_short_run(tmp_path):
         'param_scheduler.end': ITERS,
         'default_hooks.checkpoint.interval': ITERS,
     }
-    curve = train_contender(Contender('MDEQ-tiny', DIGITS_CONFIG, options), str(tmp_path / 'run'),
+    config = config_path('mdeq/mdeq-tiny_1xb32-300it_digits-16x16.py')
+    curve = train_contender(Contender('MDEQ-tiny', config, options), str(tmp_path / 'run'),
                             'accuracy/top1')
     assert curve.val_iters == [ITERS]
     assert curve.metric[-1] >= MIN_TOP1, curve

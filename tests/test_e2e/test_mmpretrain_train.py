@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 from mmengine.runner import Runner
 
-from .conftest import classification_config
 
 pytestmark = pytest.mark.slow
 
 
-def test_classifier_trains_and_validates(tmp_path, cls_data_root):
-    runner = Runner.from_cfg(classification_config(cls_data_root, str(tmp_path)))
+def test_classifier_trains_and_validates(tmp_path, cls_config):
+    runner = Runner.from_cfg(cls_config(str(tmp_path)))
     runner.train()
     scalars = osp.join(runner.log_dir, 'vis_data', 'scalars.json')
     records = [json.loads(line) for line in open(scalars)]

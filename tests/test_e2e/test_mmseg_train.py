@@ -4,7 +4,6 @@ import re
 
 import pytest
 
-from .conftest import run_tool, write_seg_config
 
 pytestmark = pytest.mark.slow
 
@@ -13,9 +12,9 @@ def logged_losses(output):
     return [float(v) for v in re.findall(r'Iter\(train\) .*? loss: ([0-9.]+)', output)]
 
 
-def test_train_validate_checkpoint_and_resume(tmp_path, seg_data_root):
+def test_train_validate_checkpoint_and_resume(tmp_path, seg_config, run_tool):
     work_dir = tmp_path / 'work'
-    config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=24)
+    config = seg_config(tmp_path / 'cfg.py', max_iters=24)
     output = run_tool(['tools/train.py', config, '--work-dir', str(work_dir)])
 
     losses = logged_losses(output)
@@ -25,7 +24,7 @@ def test_train_validate_checkpoint_and_resume(tmp_path, seg_data_root):
     assert miou and 0.0 <= float(miou[-1]) <= 100.0, output[-3000:]
     assert (work_dir / 'iter_24.pth').exists()
 
-    longer = write_seg_config(tmp_path / 'cfg_longer.py', seg_data_root, max_iters=32)
+    longer = seg_config(tmp_path / 'cfg_longer.py', max_iters=32)
     resumed = run_tool(['tools/train.py', longer, '--work-dir', str(work_dir), '--resume'])
     iters = [int(i) for i in re.findall(r'Iter\(train\) \[\s*(\d+)/32\]', resumed)]
     assert iters and min(iters) > 24 and max(iters) == 32, iters
@@ -33,10 +32,10 @@ def test_train_validate_checkpoint_and_resume(tmp_path, seg_data_root):
     assert (work_dir / 'iter_32.pth').exists()
 
 
-def test_config_runs_with_mmsegs_own_train_tool(tmp_path, seg_data_root):
+def test_config_runs_with_mmsegs_own_train_tool(tmp_path, seg_config, run_tool):
     import mmseg
     stock_train = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'train.py')
-    config = write_seg_config(tmp_path / 'cfg.py', seg_data_root, max_iters=4)
+    config = seg_config(tmp_path / 'cfg.py', max_iters=4)
     output = run_tool([stock_train, config, '--work-dir', str(tmp_path / 'work')])
     assert re.search(r'Iter\(train\) \[\s*4/4\]', output), output[-3000:]
     assert (tmp_path / 'work' / 'iter_4.pth').exists()

@@ -1,7 +1,6 @@
 """tools/test.py: mmseg's visualization and TTA arguments for seg and cls configs, strict
 checkpoint loading, and the converted official checkpoints with their shipped configs."""
 import glob
-import os.path as osp
 import re
 
 import pytest
@@ -10,7 +9,6 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 from ..test_models.test_official_checkpoint import authors_checkpoint
-from .conftest import REPO, classification_config, run_tool, write_seg_config
 
 pytestmark = pytest.mark.slow
 MIOU = re.compile(r'mIoU: [0-9.]+')
@@ -29,16 +27,16 @@ def save_initialized_checkpoint(config, path):
 
 
 @pytest.fixture(scope='module')
-def seg(tmp_path_factory, seg_data_root):
+def seg(tmp_path_factory, seg_config):
     root = tmp_path_factory.mktemp('seg')
-    config = write_seg_config(root / 'seg.py', seg_data_root, max_iters=12)
+    config = seg_config(root / 'seg.py', max_iters=12)
     return config, save_initialized_checkpoint(config, root / 'seg.pth')
 
 
 @pytest.fixture(scope='module')
-def cls(tmp_path_factory, cls_data_root):
+def cls(tmp_path_factory, cls_config):
     root = tmp_path_factory.mktemp('cls')
-    cfg = classification_config(cls_data_root, str(root / 'work'))
+    cfg = cls_config(str(root / 'work'))
     cfg.merge_from_dict(dict(
         test_dataloader=cfg.val_dataloader, test_evaluator=cfg.val_evaluator, test_cfg=dict(),
         default_hooks=dict(visualization=dict(type='VisualizationHook')),
@@ -48,7 +46,7 @@ def cls(tmp_path_factory, cls_data_root):
     return config, save_initialized_checkpoint(config, root / 'cls.pth')
 
 
-def test_show_dir_writes_a_painted_image_per_seg_sample(seg, tmp_path):
+def test_show_dir_writes_a_painted_image_per_seg_sample(seg, tmp_path, run_tool):
     config, checkpoint = seg
     run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
               '--show-dir', str(tmp_path / 'show'), '--interval', '1'])
@@ -56,7 +54,7 @@ def test_show_dir_writes_a_painted_image_per_seg_sample(seg, tmp_path):
     assert len(painted) == 2, painted  # the 2 validation scenes
 
 
-def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path):
+def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path, run_tool):
     config, checkpoint = cls
     run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
               '--show-dir', str(tmp_path / 'show')])
@@ -65,28 +63,30 @@ def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path):
     assert painted == {f'{i}.png_0.png' for i in range(4)}
 
 
-def test_tta_tests_the_seg_config_tta_model_and_pipeline(seg, tmp_path):
-    config, checkpoint = seg
-    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path), '--tta'])
+def run_with_tta(run_tool, config_and_checkpoint, work_dir):
+    """``tools/test.py --tta``: its output and the config it tested."""
+    config, checkpoint = config_and_checkpoint
+    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(work_dir), '--tta'])
+    (dumped, ) = glob.glob(str(work_dir / '*' / 'vis_data' / 'config.py'))
+    return out, Config.fromfile(dumped)
+
+
+def test_tta_tests_the_seg_config_tta_model_and_pipeline(seg, tmp_path, run_tool):
+    out, tested = run_with_tta(run_tool, seg, tmp_path)
     assert MIOU.search(out), out[-3000:]
-    (dumped, ) = glob.glob(str(tmp_path / '*' / 'vis_data' / 'config.py'))
-    tested = Config.fromfile(dumped)
     assert tested.model.type == 'SegTTAModel'
     assert tested.test_dataloader.dataset.pipeline[1].type == 'TestTimeAug'
 
 
-def test_tta_defaults_to_flip_tta_for_cls_configs(cls, tmp_path):
-    config, checkpoint = cls
-    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path), '--tta'])
+def test_tta_defaults_to_flip_tta_for_cls_configs(cls, tmp_path, run_tool):
+    out, tested = run_with_tta(run_tool, cls, tmp_path)
     assert TOP1.search(out), out[-3000:]
-    (dumped, ) = glob.glob(str(tmp_path / '*' / 'vis_data' / 'config.py'))
-    tested = Config.fromfile(dumped)
     assert tested.model.type == 'mmpretrain.AverageClsScoreTTA'
     assert tested.test_dataloader.dataset.pipeline[-1].type == 'TestTimeAug'
 
 
 def test_checkpoint_of_another_model_is_refused_unless_partial_load_is_allowed(
-        seg, cls, tmp_path):
+        seg, cls, tmp_path, run_tool):
     config, _ = seg
     _, other = cls
     refused = run_tool(['tools/test.py', config, other, '--work-dir', str(tmp_path / 'refused')],
@@ -104,9 +104,9 @@ def test_checkpoint_of_another_model_is_refused_unless_partial_load_is_allowed(
     assert MIOU.search(partial), partial[-3000:]
 
 
-def official_test_config(path, printed, data):
-    """``printed`` with only its test data replaced by generated data."""
-    path.write_text(f'_base_ = {osp.join(REPO, printed)!r}\n{data}')
+def official_test_config(path, config, data):
+    """``config`` with only its test data replaced by generated data."""
+    path.write_text(f'_base_ = {config!r}\n{data}')
     return str(path)
 
 
@@ -116,7 +116,7 @@ def official_test_config(path, printed, data):
      'mdeq-small_official_in1k.py'),
 ])
 def test_converted_official_checkpoint_loads_strictly_into_the_printed_config(
-        task, sizes, expected, tmp_path, seg_data_root, cls_data_root):
+        task, sizes, expected, tmp_path, seg_data_root, cls_data_root, config_path, run_tool):
     # Shaped like the published files: v1 layout, the Cityscapes ones behind 'model.'.
     source = authors_checkpoint('v1', task, **sizes)
     prefix = 'model.' if task == 'seg' else ''
@@ -140,7 +140,7 @@ test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(
     _delete_=True, type='CustomDataset', data_root={cls_data_root!r}, data_prefix='val',
     pipeline=[dict(type='LoadImageFromFile'), dict(type='PackInputs')]))
 """
-    config = official_test_config(tmp_path / 'test_cfg.py', printed, data)
+    config = official_test_config(tmp_path / 'test_cfg.py', config_path(f'mdeq/{expected}'), data)
     tested = run_tool(['tools/test.py', config, str(dst), '--work-dir', str(tmp_path / 'work')])
     assert (MIOU if task == 'seg' else TOP1).search(tested), tested[-3000:]
     assert 'do not match exactly' not in tested

@@ -9,8 +9,6 @@ from mmengine.runner import Runner
 from torch import nn
 
 from mdeq_mm.engine import SkipNonFiniteOptimWrapper
-# importing the hook test helpers registers NaNImageHook
-from .test_hooks import make_cityscapes, read_log, read_scalars, resnet_backbone_cfg, runner_cfg
 
 
 class TinyNet(nn.Module):
@@ -112,8 +110,8 @@ def test_the_count_survives_a_state_dict_round_trip_and_the_stock_wrapper_loads_
     wrapper_for(TinyNet(), cls=OptimWrapper).load_state_dict(wrapper.state_dict())
 
 
-def test_a_nan_image_in_a_stock_segmentor_is_skipped_and_training_continues(tmp_path_factory):
-    data_root = make_cityscapes(tmp_path_factory)
+def test_a_nan_image_in_a_stock_segmentor_is_skipped_and_training_continues(
+        tmp_path_factory, data_root, runner_cfg, read_scalars, read_log, resnet_backbone_cfg):
     work_dir = str(tmp_path_factory.mktemp('skip_run'))
     cfg = runner_cfg(data_root, work_dir, max_iters=4, backbone=resnet_backbone_cfg())
     cfg.custom_hooks = [dict(type='NaNImageHook', train_iters=[1])]

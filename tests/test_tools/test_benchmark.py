@@ -1,10 +1,6 @@
 """Smoke tests of the benchmark tools: they run end to end and write sane, complete reports."""
 import json
 import math
-import os
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,23 +10,14 @@ from mdeq_mm.datasets import generate_cityscapes_like
 
 pytestmark = pytest.mark.slow
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq', 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 QUICK_SWEEP = (2, 8)
-
-
-def run_tool(args, timeout=300):
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-5000:]
-    return proc.stdout + proc.stderr
 
 
 def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-def test_benchmark_quick_writes_complete_report(tmp_path):
+def test_benchmark_quick_writes_complete_report(tmp_path, run_tool):
     run_tool(['tools/analysis_tools/benchmark.py', '--quick', '--out-dir', str(tmp_path)],
              timeout=900)
 
@@ -66,16 +53,16 @@ def test_benchmark_quick_writes_complete_report(tmp_path):
     assert '## Goals' in (tmp_path / 'results.md').read_text()
 
 
-def test_analyze_solver_curves_and_anytime_inference(tmp_path):
+def test_analyze_solver_curves_and_anytime_inference(tmp_path, demo_config, run_tool):
     data_root = generate_cityscapes_like(str(tmp_path / 'data'), num_train=1, num_val=2,
                                          height=32, width=64)
-    model = build_model(load_config(DEMO_CONFIG))
+    model = build_model(load_config(demo_config))
     checkpoint = tmp_path / 'random.pth'
     torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
     out_dir = tmp_path / 'analysis'
 
-    run_tool(['tools/analysis_tools/analyze_solver.py', DEMO_CONFIG, '--checkpoint', str(checkpoint),
-              '--size', '32', '64', '--max-iter', '4', '--solvers', 'broyden', 'anderson',
+    run_tool(['tools/analysis_tools/analyze_solver.py', demo_config,
+              '--checkpoint', str(checkpoint), '--size', '32', '64', '--max-iter', '4', '--solvers', 'broyden', 'anderson',
               '--budgets', '1', '3', '--out-dir', str(out_dir), '--cfg-options',
               f'test_dataloader.dataset.data_root={data_root}'])
 

@@ -14,9 +14,8 @@ train_dataloader = dict(
     dataset=dict(**digits, data_prefix='train'),
     sampler=dict(type='InfiniteSampler', shuffle=True))
 val_dataloader = dict(
+    train_dataloader,
     batch_size=64,
-    num_workers=0,
-    persistent_workers=False,
     dataset=dict(**digits, data_prefix='test'),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='Accuracy', topk=(1, ))

@@ -1,7 +1,6 @@
 # MDEQ-small + FCN resize-concat head (the authors' segmentation head) for Cityscapes.
 # Cityscapes settings of the paper: 27 forward / 30 backward Broyden steps, 3 unrolled layers
 # during warm-up, variational dropout 0.05, GroupNorm (8 groups) inside f.
-_base_ = ['../mdeq_runtime.py']
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 num_channels = (32, 64, 128, 256)
 data_preprocessor = dict(

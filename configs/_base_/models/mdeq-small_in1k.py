@@ -1,7 +1,6 @@
 # MDEQ-small classifier (the authors' ImageNet model): MDEQ backbone, HRNet-style incremental
 # fusion neck (head channels 24-48-96-192, 2048 final channels) and a linear head.
 # ImageNet settings of the paper: 26 forward / 27 backward Broyden steps, 5 unrolled layers.
-_base_ = ['../mdeq_runtime.py']
 model = dict(
     type='ImageClassifier',
     backbone=dict(

@@ -5,27 +5,27 @@ import pytest
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import DEQEvalBudgetHook
-from . import (SOLVER_MAX_ITER, make_cityscapes, mdeq_backbone_cfg, read_scalars, recorder_of,
-               runner_cfg)
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_cityscapes(tmp_path_factory)
+@pytest.fixture
+def validate(runner_cfg, read_scalars, mdeq_backbone_cfg):
+    """``validate(data_root, work_dir, hooks, **backbone)``: ``runner.val()`` with solver
+    statistics; the runner and its scalars.json line."""
 
+    def run(data_root, work_dir, hooks, **backbone):
+        hooks = [*hooks, dict(type='DEQSolverStatsHook')]
+        runner = Runner.from_cfg(
+            runner_cfg(data_root, work_dir, hooks, backbone=mdeq_backbone_cfg(**backbone)))
+        runner.val()
+        (line, ) = read_scalars(work_dir)
+        return runner, line
 
-def validate(data_root, work_dir, hooks, **backbone):
-    """``runner.val()`` with solver statistics; the runner and its scalars.json line."""
-    hooks = [*hooks, dict(type='DEQSolverStatsHook')]
-    runner = Runner.from_cfg(
-        runner_cfg(data_root, work_dir, hooks, backbone=mdeq_backbone_cfg(**backbone)))
-    runner.val()
-    (line, ) = read_scalars(work_dir)
-    return runner, line
+    return run
 
 
 @pytest.mark.parametrize('configured', [None, 3])
-def test_eval_budget_limits_solver_steps_and_is_restored(data_root, tmp_path, configured):
+def test_eval_budget_limits_solver_steps_and_is_restored(data_root, tmp_path, configured,
+                                                         validate, recorder_of):
     runner, line = validate(data_root, str(tmp_path), [dict(type='DEQEvalBudgetHook', max_iter=2)],
                             eval_max_iter=configured)
     records = recorder_of(runner).val
@@ -35,16 +35,17 @@ def test_eval_budget_limits_solver_steps_and_is_restored(data_root, tmp_path, co
     assert runner.model.backbone.eval_max_iter == configured
 
 
-def test_default_budget_uses_the_training_max_iter(data_root, tmp_path):
+def test_default_budget_uses_the_training_max_iter(data_root, tmp_path, validate, recorder_of,
+                                                   solver_max_iter):
     runner, line = validate(data_root, str(tmp_path), [dict(type='DEQEvalBudgetHook')])
     records = recorder_of(runner).val
     assert [r['eval_max_iter'] for r in records] == [None, None]
     # tol=1e-6 is out of reach in 4 steps: every sample uses the whole budget
-    assert line['deq_fwd_steps'] == SOLVER_MAX_ITER
+    assert line['deq_fwd_steps'] == solver_max_iter
     assert 'deq_spectral_radius' not in line
 
 
-def test_spectral_radius_logged_at_validation(data_root, tmp_path):
+def test_spectral_radius_logged_at_validation(data_root, tmp_path, validate):
     hook = dict(type='DEQEvalBudgetHook', spectral_radius=True, power_iters=5, num_samples=1)
     runner, line = validate(data_root, str(tmp_path), [hook])
     radius = line['deq_spectral_radius']

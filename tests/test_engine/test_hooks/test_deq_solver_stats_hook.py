@@ -10,8 +10,6 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import DEQSolverStatsHook
-from . import (SOLVER_MAX_ITER, make_cityscapes, mdeq_backbone_cfg, read_log, read_scalars,
-               recorder_of, runner_cfg)
 
 SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_fwd_fallbacks', 'deq_bwd_steps',
                'deq_bwd_rel_res', 'deq_bwd_unconverged')
@@ -20,12 +18,7 @@ VAL_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_fwd_fallbacks', 'deq_nonfin
 
 
 @pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_cityscapes(tmp_path_factory)
-
-
-@pytest.fixture(scope='module')
-def stats_run(data_root, tmp_path_factory):
+def stats_run(data_root, tmp_path_factory, runner_cfg, recorder_of, read_scalars, read_log):
     """Warm-up for 2 iterations, 6 in all, logged every 2, validated after 3 and 6."""
     work_dir = str(tmp_path_factory.mktemp('stats_run'))
     hooks = [
@@ -60,7 +53,7 @@ def test_iteration_values_are_batch_means_of_the_solver_stats(stats_run):
             np.mean([res >= 1e-3 for res in record['bwd_rel_res']]))
 
 
-def test_train_log_has_window_means_only_for_equilibrium_iterations(stats_run):
+def test_train_log_has_window_means_only_for_equilibrium_iterations(stats_run, solver_max_iter):
     lines, records = stats_run.train_lines, stats_run.records.train
     assert [line['step'] for line in lines] == [2, 4, 6]
     assert not any(key in lines[0] for key in SOLVER_KEYS)  # iterations 0, 1: unrolled
@@ -69,12 +62,12 @@ def test_train_log_has_window_means_only_for_equilibrium_iterations(stats_run):
         for key in TRAIN_KEYS:
             expected = np.mean([r['hub'][f'train/{key}'] for r in window])
             assert line[key] == pytest.approx(expected), key
-        assert 1 <= line['deq_fwd_steps'] <= SOLVER_MAX_ITER
-        assert 1 <= line['deq_bwd_steps'] <= SOLVER_MAX_ITER
+        assert 1 <= line['deq_fwd_steps'] <= solver_max_iter
+        assert 1 <= line['deq_bwd_steps'] <= solver_max_iter
         assert line['deq_fwd_rel_res'] >= 0 and line['deq_bwd_rel_res'] >= 0
 
 
-def test_val_log_has_the_mean_of_each_validation(stats_run):
+def test_val_log_has_the_mean_of_each_validation(stats_run, solver_max_iter):
     lines, records = stats_run.val_lines, stats_run.records.val
     assert [line['step'] for line in lines] == [3, 6]
     for line in lines:
@@ -84,7 +77,7 @@ def test_val_log_has_the_mean_of_each_validation(stats_run):
         rel_res = [s for r in batches for s in r['fwd_rel_res']]
         assert line['deq_fwd_steps'] == pytest.approx(np.mean(steps))
         assert line['deq_fwd_rel_res'] == pytest.approx(np.mean(rel_res))
-        assert 1 <= line['deq_fwd_steps'] <= SOLVER_MAX_ITER
+        assert 1 <= line['deq_fwd_steps'] <= solver_max_iter
         assert line['deq_fwd_fallbacks'] == 0 and line['deq_nonfinite_inputs'] == 0
         assert 'deq_bwd_steps' not in line
 
@@ -122,13 +115,24 @@ def test_warns_only_when_the_whole_window_is_above_threshold():
     assert runner.message_hub.get_scalar('train/deq_fwd_steps').current() == 3.5
 
 
-def test_keeps_a_users_log_processor_setting(data_root, tmp_path):
-    cfg = runner_cfg(data_root, str(tmp_path))
-    cfg.log_processor = dict(
-        by_epoch=False,
-        custom_cfg=[dict(data_src='deq_fwd_rel_res', method_name='max', window_size=5)])
-    runner = Runner.from_cfg(cfg)
-    DEQSolverStatsHook().before_run(runner)
+@pytest.fixture
+def runner_with_users_log_setting(data_root, tmp_path, runner_cfg):
+    """``runner_with_users_log_setting(data_src)``: a Runner whose ``log_processor`` takes the
+    max of ``data_src`` over 5 iterations, after ``DEQSolverStatsHook.before_run``."""
+
+    def build(data_src):
+        cfg = runner_cfg(data_root, str(tmp_path))
+        cfg.log_processor = dict(
+            by_epoch=False, custom_cfg=[dict(data_src=data_src, method_name='max', window_size=5)])
+        runner = Runner.from_cfg(cfg)
+        DEQSolverStatsHook().before_run(runner)
+        return runner
+
+    return build
+
+
+def test_keeps_a_users_log_processor_setting(runner_with_users_log_setting):
+    runner = runner_with_users_log_setting('deq_fwd_rel_res')
     custom = {cfg['data_src']: cfg for cfg in runner.log_processor.custom_cfg}
     assert set(custom) == set(TRAIN_KEYS)
     assert custom['deq_fwd_rel_res']['method_name'] == 'max'
@@ -137,7 +141,7 @@ def test_keeps_a_users_log_processor_setting(data_root, tmp_path):
 
 
 def test_nan_images_are_counted_flagged_in_predictions_and_kept_out_of_the_model(
-        data_root, tmp_path):
+        data_root, tmp_path, runner_cfg, recorder_of, read_scalars, read_log):
     hooks = [
         dict(type='DEQSolverStatsHook', warn_threshold=None),
         dict(type='NaNImageHook', train_iters=[1], val_batches=[1])
@@ -156,7 +160,7 @@ def test_nan_images_are_counted_flagged_in_predictions_and_kept_out_of_the_model
     assert all(torch.isfinite(t).all() for t in runner.model.state_dict().values())
 
 
-def test_predictions_of_an_image_classifier_carry_the_flag():
+def test_predictions_of_an_image_classifier_carry_the_flag(mdeq_backbone_cfg):
     from mmpretrain.registry import MODELS
     from mmpretrain.structures import DataSample
     cfg = dict(
@@ -177,13 +181,9 @@ def test_predictions_of_an_image_classifier_carry_the_flag():
     assert [pred.metainfo['deq_failed'] for pred in preds] == [True, False]
 
 
-def test_warns_when_the_log_processor_names_the_removed_fallback_key(data_root, tmp_path):
-    cfg = runner_cfg(data_root, str(tmp_path))
-    cfg.log_processor = dict(
-        by_epoch=False,
-        custom_cfg=[dict(data_src='deq_fallbacks', method_name='max', window_size=5)])
-    runner = Runner.from_cfg(cfg)
-    DEQSolverStatsHook().before_run(runner)
+def test_warns_when_the_log_processor_names_the_removed_fallback_key(
+        runner_with_users_log_setting, tmp_path, read_log):
+    runner_with_users_log_setting('deq_fallbacks')
     assert "names 'deq_fallbacks', which is no longer logged" in read_log(str(tmp_path))
 
 

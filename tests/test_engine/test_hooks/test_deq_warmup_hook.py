@@ -3,15 +3,9 @@ import pytest
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import DEQWarmupHook
-from . import make_cityscapes, mdeq_backbone_cfg, read_log, recorder_of, runner_cfg
 
 
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_cityscapes(tmp_path_factory)
-
-
-def test_mode_switches_at_warmup_iters(data_root, tmp_path):
+def test_mode_switches_at_warmup_iters(data_root, tmp_path, runner_cfg, recorder_of, read_log):
     cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQWarmupHook', warmup_iters=3)],
                      max_iters=5)
     runner = Runner.from_cfg(cfg)
@@ -30,7 +24,8 @@ def test_mode_switches_at_warmup_iters(data_root, tmp_path):
     (1, 'unrolled', ['equilibrium'] * 3),
 ])
 def test_resumed_run_lands_in_the_mode_of_its_iteration(data_root, tmp_path, warmup_iters,
-                                                        config_mode, expected):
+                                                        config_mode, expected, runner_cfg,
+                                                        recorder_of, read_log, mdeq_backbone_cfg):
     hooks = [dict(type='DEQWarmupHook', warmup_iters=warmup_iters)]
     backbone = mdeq_backbone_cfg(deq_mode=config_mode)
     first_dir, resumed_dir = str(tmp_path / 'first'), str(tmp_path / 'resumed')
@@ -48,7 +43,8 @@ def test_resumed_run_lands_in_the_mode_of_its_iteration(data_root, tmp_path, war
     assert f'training starts at iter 2 in {first_mode} mode' in read_log(resumed_dir)
 
 
-def test_warmup_ratio_scales_with_the_length_of_the_run(data_root, tmp_path):
+def test_warmup_ratio_scales_with_the_length_of_the_run(data_root, tmp_path, runner_cfg,
+                                                         recorder_of, read_log):
     cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQWarmupHook', warmup_ratio=0.4)],
                      max_iters=5)
     runner = Runner.from_cfg(cfg)
@@ -57,7 +53,7 @@ def test_warmup_ratio_scales_with_the_length_of_the_run(data_root, tmp_path):
     assert 'equilibrium from iter 2' in read_log(str(tmp_path))
 
 
-def test_a_warmup_longer_than_the_run_is_reported(data_root, tmp_path):
+def test_a_warmup_longer_than_the_run_is_reported(data_root, tmp_path, runner_cfg, read_log):
     cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQWarmupHook', warmup_iters=10)],
                      max_iters=2)
     Runner.from_cfg(cfg).train()

@@ -8,14 +8,12 @@ import math
 import pytest
 from mmengine.runner import Runner
 
-from . import SOLVER_MAX_ITER, make_cityscapes, read_scalars, recorder_of, runner_cfg
 
 pytestmark = pytest.mark.cuda
 
 
 def test_warmup_stats_eval_budget_and_jacobian_hooks_run_with_a_cuda_amp_runner(
-        tmp_path_factory):
-    data_root = make_cityscapes(tmp_path_factory)
+        tmp_path_factory, runner_cfg, recorder_of, read_scalars, solver_max_iter, data_root):
     work_dir = str(tmp_path_factory.mktemp('cuda_run'))
     hooks = [
         dict(type='DEQWarmupHook', warmup_iters=2),
@@ -33,7 +31,7 @@ def test_warmup_stats_eval_budget_and_jacobian_hooks_run_with_a_cuda_amp_runner(
     records = recorder_of(runner)
     assert [r['mode'] for r in records.train] == ['unrolled'] * 2 + ['equilibrium'] * 2
     for record in records.train[2:]:
-        assert 1 <= max(record['fwd_steps']) <= SOLVER_MAX_ITER
+        assert 1 <= max(record['fwd_steps']) <= solver_max_iter
         assert record['jacobian_loss'] is not None and math.isfinite(record['jacobian_loss'])
         assert math.isfinite(record['outputs']['loss'])
     assert max(s for r in records.val for s in r['fwd_steps']) <= 2

@@ -4,12 +4,6 @@ import pytest
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import JacobianRegHook
-from . import make_cityscapes, recorder_of, runner_cfg
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_cityscapes(tmp_path_factory)
 
 
 def drawn(seed, iteration, prob):
@@ -18,7 +12,7 @@ def drawn(seed, iteration, prob):
 
 
 @pytest.fixture
-def runner(data_root, tmp_path):
+def runner(data_root, tmp_path, runner_cfg):
     """A built Runner (not trained) whose train loop sets ``runner.iter``."""
     runner = Runner.from_cfg(runner_cfg(data_root, str(tmp_path)))
     runner.model.train()
@@ -82,7 +76,7 @@ def test_loss_jac_changes_the_gradient(runner, batch):
     assert max((a - b).abs().max() for a, b in zip(without, with_jac)) > 1e-6
 
 
-def test_schedule_ramp_stop_and_warmup_weight(data_root, tmp_path):
+def test_schedule_ramp_stop_and_warmup_weight(data_root, tmp_path, runner_cfg, recorder_of):
     hooks = [
         dict(type='DEQWarmupHook', warmup_iters=2),
         dict(type='JacobianRegHook', weight=0.1, prob=1.0, ramp_step=0.2, ramp_interval=2,

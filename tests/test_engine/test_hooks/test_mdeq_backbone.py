@@ -8,7 +8,6 @@ from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import get_mdeq_backbone, unwrap_model
 from mdeq_mm.models import MDEQ
-from . import make_cityscapes, resnet_backbone_cfg, runner_cfg
 
 HOOKS = [
     dict(type='DEQWarmupHook', warmup_iters=2),
@@ -16,11 +15,6 @@ HOOKS = [
     dict(type='JacobianRegHook', weight=0.5, prob=0.5),
     dict(type='DEQEvalBudgetHook', max_iter=2),
 ]
-
-
-@pytest.fixture(scope='module')
-def data_root(tmp_path_factory):
-    return make_cityscapes(tmp_path_factory)
 
 
 class PlainModel(BaseModel):
@@ -55,7 +49,8 @@ def test_plain_model_is_rejected_with_a_clear_error():
 
 
 @pytest.mark.parametrize('hook', HOOKS, ids=[h['type'] for h in HOOKS])
-def test_hooks_fail_at_before_run_without_mdeq(data_root, tmp_path, hook):
+def test_hooks_fail_at_before_run_without_mdeq(data_root, tmp_path, hook, runner_cfg,
+                                               resnet_backbone_cfg):
     cfg = runner_cfg(
         data_root, str(tmp_path), [hook], backbone=resnet_backbone_cfg(), in_channels=(8, 16))
     runner = Runner.from_cfg(cfg)

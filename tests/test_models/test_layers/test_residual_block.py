@@ -38,7 +38,7 @@ def functional_block(block, z, injection, mask):
 
 @pytest.mark.parametrize('with_injection', [True, False])
 @pytest.mark.parametrize('dropout', [0.0, 0.5])
-def test_matches_functional_version(with_injection, dropout):
+def test_block_computes_the_same_as_its_functional_form(with_injection, dropout):
     block = MDEQBasicBlock(
         8, expansion=2, num_groups=GROUPS, dropout=dropout).double()
     randomize(block)

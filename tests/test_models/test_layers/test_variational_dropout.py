@@ -28,7 +28,7 @@ def test_reset_samples_a_new_mask():
     assert not torch.equal(drop(x), first)
 
 
-def test_mask_preserves_mean():
+def test_mask_is_scaled_to_keep_the_mean_activation():
     torch.manual_seed(0)
     drop = VariationalDropout2d(0.3)
     drop.reset_mask(torch.empty(64, 256))
@@ -68,6 +68,6 @@ def test_training_forward_without_mask_raises():
 
 
 @pytest.mark.parametrize('p', [-0.1, 1.0])
-def test_invalid_probability_raises(p):
+def test_a_probability_outside_0_to_1_is_refused_with_its_value(p):
     with pytest.raises(ValueError, match=str(p)):
         VariationalDropout2d(p)

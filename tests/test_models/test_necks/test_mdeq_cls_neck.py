@@ -15,7 +15,7 @@ def branch_feats(num_branches, batch=2, size=16):
 
 
 @pytest.mark.parametrize('num_branches', [1, 2, 3, 4])
-def test_output_shape(num_branches):
+def test_any_number_of_branches_fuses_to_one_vector_per_image(num_branches):
     neck = MDEQClsNeck(
         IN_CHANNELS[:num_branches],
         HEAD_CHANNELS[:num_branches],
@@ -25,14 +25,14 @@ def test_output_shape(num_branches):
     assert out[0].shape == (2, 32)
 
 
-def test_odd_branch_sizes():
+def test_odd_feature_map_sizes_are_fused():
     neck = MDEQClsNeck(IN_CHANNELS[:3], HEAD_CHANNELS[:3], final_channels=8)
     feats = (torch.rand(2, 8, 9, 7), torch.rand(2, 16, 5,
                                                 4), torch.rand(2, 8, 3, 2))
     assert neck(feats)[0].shape == (2, 8)
 
 
-def test_length_mismatch_raises():
+def test_in_and_head_channels_of_different_lengths_are_refused():
     with pytest.raises(ValueError, match=r'\(8, 16\).*\(4, 8, 8\)'):
         MDEQClsNeck((8, 16), (4, 8, 8))
 
@@ -43,7 +43,7 @@ def test_wrong_number_of_inputs_raises():
         neck(branch_feats(3))
 
 
-def test_state_dict_layout():
+def test_state_dict_uses_the_authors_key_names():
     keys = set(MDEQClsNeck((8, 16), (4, 4), final_channels=8).state_dict())
     for key in ('incre_modules.0.0.conv1.weight',
                 'incre_modules.0.0.bn3.running_var',
