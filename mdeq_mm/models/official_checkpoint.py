@@ -61,6 +61,7 @@ from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor
 
 from .backbones.mdeq import MDEQ
+from .layers.weight_norm_conv import channel_norm
 from .necks.mdeq_cls_neck import HeadBottleneck
 
 TASKS = ('cls', 'seg', 'backbone')
@@ -446,12 +447,7 @@ def _resolve_target_arch(layout: OfficialLayout,
     found = layout.backbone_arch()
     if arch is None:
         return found
-    if isinstance(arch, str):
-        if arch not in MDEQ.arch_settings:
-            raise ValueError(f'unknown MDEQ arch {arch!r}; choose one of '
-                             f'{sorted(MDEQ.arch_settings)} or pass a dict')
-        arch = MDEQ.arch_settings[arch]
-    target = {**MDEQ.arch_defaults, **arch}
+    target = MDEQ.resolve_arch(arch)
     target['num_channels'] = tuple(target['num_channels'])
     diffs = [
         f'{key}: checkpoint {found[key]!r}, arch {target[key]!r}'
@@ -585,12 +581,6 @@ def _task_hint(task: str, layout: OfficialLayout) -> str:
     return ''
 
 
-def _channel_norm(weight: Tensor) -> Tensor:
-    """L2 norm of each output channel's filter, shaped (out, 1, 1, 1)."""
-    return torch.linalg.vector_norm(
-        weight, dim=tuple(range(1, weight.dim())), keepdim=True)
-
-
 class _Converter:
     """Applies table entries, tracking used, missing and bad keys."""
 
@@ -682,7 +672,7 @@ class _Converter:
                 self.missing += [e.src + 'weight_g', e.src + 'weight_v']
                 return
             weight = self._take(e.src + 'weight')
-            g = _channel_norm(weight)
+            g = channel_norm(weight)
             # A zero filter has no direction; any unit one reproduces it.
             v = torch.where(g == 0, torch.ones_like(weight), weight)
         if g is None or v is None:

@@ -176,8 +176,14 @@ class MDEQ(BaseModule):
         self._last_nonfinite_input: Optional[Tensor] = None
 
     @classmethod
-    def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
-        """Resolve a preset name or dict into a complete, checked arch dict."""
+    def resolve_arch(cls, arch: Union[str, dict]) -> Dict[str, Any]:
+        """The complete arch dict of a preset name or a partial dict: known keys only, the
+        channels checked, the defaults filled in (e.g. to compare weights with an arch).
+
+        Example:
+            >>> MDEQ.resolve_arch(dict(num_channels=(8, 16)))['expansion']
+            5
+        """
         if isinstance(arch, str):
             if arch not in cls.arch_settings:
                 raise ValueError(f'unknown MDEQ arch {arch!r}; choose one of '
@@ -197,7 +203,12 @@ class MDEQ(BaseModule):
                            for c in channels)):
             raise ValueError('MDEQ arch num_channels must be a non-empty tuple of positive ints, '
                              f'one per branch, e.g. (32, 64, 128, 256); got {channels!r}')
-        parsed = {**cls.arch_defaults, **arch}
+        return {**cls.arch_defaults, **arch}
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
+        """Resolve a preset name or dict into a complete arch dict this class can build."""
+        parsed = cls.resolve_arch(arch)
         if parsed['stem_stride'] not in STEM_STRIDES:
             raise ValueError(f"stem_stride must be one of {STEM_STRIDES}, got "
                              f"{parsed['stem_stride']!r}")
