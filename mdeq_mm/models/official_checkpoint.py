@@ -56,8 +56,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor
 
 from .backbones.mdeq import MDEQ
@@ -257,37 +255,6 @@ def convert_official_checkpoint(checkpoint: Mapping,
     if task == 'backbone':
         converter.skip(_CLS_HEAD_PREFIXES + _SEG_HEAD_PREFIXES)
     return converter.finish(_task_hint(task, layout))
-
-
-def check_converted_checkpoint(state_dict: Mapping[str, Tensor],
-                               cfg) -> typing.OrderedDict[str, int]:
-    """Build ``cfg.model`` and load ``state_dict`` into it with strict=True.
-
-    Args:
-        state_dict (Mapping[str, Tensor]): A converted state dict.
-        cfg (str | dict | mmengine.Config): A config (or its path) with
-            ``model`` and ``default_scope`` ('mmseg' or 'mmpretrain').
-
-    Returns:
-        OrderedDict[str, int]: Parameter counts of the model's parts that
-        have parameters (e.g. backbone, neck, head) and the total.
-    """
-    if isinstance(cfg, str):
-        cfg = Config.fromfile(cfg)
-    scope = cfg.get('default_scope')
-    if scope is None:
-        raise ValueError("the config needs a default_scope ('mmseg' or "
-                         "'mmpretrain') to build its model")
-    init_default_scope(scope)
-    model = MODELS.build(cfg['model'])
-    model.load_state_dict(state_dict, strict=True)
-    counts = OrderedDict()
-    for name, child in model.named_children():
-        num = sum(p.numel() for p in child.parameters())
-        if num:
-            counts[name] = num
-    counts['total'] = sum(p.numel() for p in model.parameters())
-    return counts
 
 
 @dataclass(frozen=True)
