@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 from torch import Tensor, nn
 
+from .checks import check_choice, check_int, check_keys, check_number
 from .jacobian import jacobian_frobenius_reg
-from .solve import (SolverConfig, check_choice, check_int, check_keys, check_number,
-                    solve)
+from .solve import SolverConfig, solve
 from .state import StatePacker
 from .stats import SolverStats
 

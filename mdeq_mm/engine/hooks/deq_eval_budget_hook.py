@@ -7,7 +7,7 @@ from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
 from mdeq_mm.deq import spectral_radius
-from mdeq_mm.deq.solve import check_int
+from mdeq_mm.deq.checks import check_int
 from .mdeq_backbone import get_mdeq_backbone, unwrap_model
 
 SPECTRAL_RADIUS_KEY = 'val/deq_spectral_radius'

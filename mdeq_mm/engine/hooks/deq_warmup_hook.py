@@ -5,7 +5,7 @@ from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
-from mdeq_mm.deq.solve import check_int, check_number
+from mdeq_mm.deq.checks import check_int, check_number
 from .mdeq_backbone import get_mdeq_backbone
 
 

@@ -7,7 +7,7 @@ from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 from torch import nn
 
-from mdeq_mm.deq.solve import check_int, check_number
+from mdeq_mm.deq.checks import check_int, check_number
 from .mdeq_backbone import get_mdeq_backbone, unwrap_model
 
 LOSS_KEY = 'loss_jac'
