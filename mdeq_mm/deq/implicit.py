@@ -20,7 +20,7 @@ from .stats import SolverStats
 StateFn = Callable[[Tuple[Tensor, ...]], Sequence[Tensor]]
 FlatFn = Callable[[Tensor], Tensor]
 
-MODES = ('unrolled', 'equilibrium')
+DEQ_MODES = ('equilibrium', 'unrolled')
 BACKWARD_TYPES = ('implicit', 'phantom')
 BACKWARD_ON_FAIL = ('phantom', 'zero', 'accept')
 FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'skip')
@@ -269,7 +269,7 @@ class DEQCore(nn.Module):
         Returns:
             tuple[Tensor]: The output state, float32 (float64 if ``z0`` is).
         """
-        check_choice('mode', mode, MODES)
+        check_choice('mode', mode, DEQ_MODES)
         check_int('jac_probes', jac_probes, 0)
         if max_iter is not None:
             check_int('max_iter', max_iter, 1)

@@ -9,10 +9,9 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mdeq_mm.deq import DEQCore, SolverStats, StatePacker
+from mdeq_mm.deq import DEQ_MODES, DEQCore, SolverStats, StatePacker
 from ..layers import MDEQModule
 
-DEQ_MODES = ('equilibrium', 'unrolled')
 STEM_STRIDES = (1, 2, 4)
 
 
