@@ -195,8 +195,8 @@ class DEQCore(nn.Module):
 
     Readable after a call: ``last_forward_stats`` (None in unrolled mode),
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
-    returned iterate of flagged samples comes from it), ``last_jac_loss``
-    (when ``jac_probes > 0`` in training); after ``backward()``:
+    returned iterate of flagged samples comes from it), ``last_jacobian_loss``
+    (when ``jacobian_probes > 0`` in training); after ``backward()``:
     ``last_backward_stats`` (implicit type only; cleared by every call). ``fallback_counts`` counts
     events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
     ``'backward'`` (some sample missed the backward tolerance; counted for
@@ -239,7 +239,7 @@ class DEQCore(nn.Module):
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
         self.last_backward_stats: Optional[SolverStats] = None
-        self.last_jac_loss: Optional[Tensor] = None
+        self.last_jacobian_loss: Optional[Tensor] = None
         self.fallback_counts: Dict[str, int] = {'forward': 0, 'backward': 0, 'nonfinite': 0}
 
     @property
@@ -252,7 +252,7 @@ class DEQCore(nn.Module):
                 z0: Sequence[Tensor],
                 mode: str = 'equilibrium',
                 max_iter: Optional[int] = None,
-                jac_probes: int = 0) -> Tuple[Tensor, ...]:
+                jacobian_probes: int = 0) -> Tuple[Tensor, ...]:
         """Run the DEQ layer.
 
         Args:
@@ -263,14 +263,14 @@ class DEQCore(nn.Module):
                 Default: 'equilibrium'.
             max_iter (int, optional): Forward budget for this call; otherwise
                 ``eval_max_iter`` in eval (if set), else ``forward_cfg.max_iter``.
-            jac_probes (int): If > 0 and training with grad, store a Hutchinson
-                estimate of ``||J_f||_F^2 / numel`` in ``last_jac_loss``.
+            jacobian_probes (int): If > 0 and training with grad, store a Hutchinson
+                estimate of ``||J_f||_F^2 / numel`` in ``last_jacobian_loss``.
 
         Returns:
             tuple[Tensor]: The output state, float32 (float64 if ``z0`` is).
         """
         check_choice('mode', mode, DEQ_MODES)
-        check_int('jac_probes', jac_probes, 0)
+        check_int('jacobian_probes', jacobian_probes, 0)
         if max_iter is not None:
             check_int('max_iter', max_iter, 1)
         packer = StatePacker(z0)
@@ -282,8 +282,8 @@ class DEQCore(nn.Module):
             return packer.pack(f(packer.unpack(z))).to(dtype)
 
         differentiable = self.training and torch.is_grad_enabled()
-        probes = jac_probes if differentiable else 0
-        self.last_jac_loss = None
+        probes = jacobian_probes if differentiable else 0
+        self.last_jacobian_loss = None
         self.last_forward_stats = None
         self.last_backward_stats = None
         self.last_fallback_stats = None
@@ -338,7 +338,7 @@ class DEQCore(nn.Module):
         z_in = z_star.detach().requires_grad_()
         fz = flat_f(z_in)
         if probes:
-            self.last_jac_loss = jacobian_frobenius_reg(fz, z_in, probes)
+            self.last_jacobian_loss = jacobian_frobenius_reg(fz, z_in, probes)
         return _ImplicitGrad.apply(self, z_in, fz)
 
     def _iterate(self, flat_f: FlatFn, z: Tensor, steps: int, tau: float,
@@ -352,7 +352,7 @@ class DEQCore(nn.Module):
                 z = z.detach().requires_grad_()
             fz = flat_f(z)
             if probes and i == steps - 1:
-                self.last_jac_loss = jacobian_frobenius_reg(fz, z, probes)
+                self.last_jacobian_loss = jacobian_frobenius_reg(fz, z, probes)
             z = fz if tau == 1.0 else tau * fz + (1.0 - tau) * z
         return z
 

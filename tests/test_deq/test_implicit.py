@@ -327,15 +327,15 @@ def test_jacobian_loss_is_available_and_differentiable_in_training():
     for backward in (dict(type='implicit', max_iter=30, tol=1e-10), dict(type='phantom', k=2)):
         core = DEQCore(TIGHT, backward)
         x, z0 = make_inputs()
-        out = core(model.bind(x), z0, jac_probes=2)
-        jac = core.last_jac_loss
+        out = core(model.bind(x), z0, jacobian_probes=2)
+        jac = core.last_jacobian_loss
         assert jac is not None and jac.dim() == 0 and jac.item() > 0
         model.zero_grad()
         (loss_of(out) + jac).backward()
         assert all(bool(torch.isfinite(p.grad).all()) for p in model.w.values())
     core.eval()
-    core(model.bind(x), z0, jac_probes=2)
-    assert core.last_jac_loss is None
+    core(model.bind(x), z0, jacobian_probes=2)
+    assert core.last_jacobian_loss is None
 
 
 def test_autocast_output_is_float32_and_gradients_flow():

@@ -151,7 +151,7 @@ class JacobianRegHook(Hook):
         if not self._active_weight or not isinstance(output, dict):
             return None
         mode = kwargs.get('mode', args[2] if len(args) > 2 else None)
-        jac_loss = self.backbone.jacobian_loss
-        if mode != 'loss' or jac_loss is None:
+        jacobian_loss = self.backbone.jacobian_loss
+        if mode != 'loss' or jacobian_loss is None:
             return None
-        return {**output, LOSS_KEY: self._active_weight * jac_loss}
+        return {**output, LOSS_KEY: self._active_weight * jacobian_loss}

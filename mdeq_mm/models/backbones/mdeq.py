@@ -308,7 +308,7 @@ class MDEQ(BaseModule):
     def jacobian_loss(self) -> Optional[Tensor]:
         """Hutchinson estimate of ||J_f||_F^2 / numel from the latest training forward, if
         ``jacobian_probes > 0`` was set for it (hooks set it on regularized iterations)."""
-        return self.deq.last_jac_loss
+        return self.deq.last_jacobian_loss
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -400,7 +400,7 @@ class MDEQ(BaseModule):
         x, nonfinite = self._zero_nonfinite_images(x)
         f, z0 = self.fixed_point_problem(x)
         mode = self.deq_mode if self.training else 'equilibrium'
-        outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
+        outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)
