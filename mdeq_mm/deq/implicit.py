@@ -22,9 +22,13 @@ FlatFn = Callable[[Tensor], Tensor]
 
 DEQ_MODES = ('equilibrium', 'unrolled')
 BACKWARD_TYPES = ('implicit', 'phantom')
-BACKWARD_ON_FAIL = ('phantom', 'zero', 'accept')
-FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'skip')
+BACKWARD_ON_FAIL = ('phantom', 'detach', 'accept')
+FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'detach')
 PHANTOM_KEYS = ('k', 'tau')
+# Earlier spellings, still accepted with a FutureWarning: 'detach' was 'zero' in on_fail and
+# 'skip' as a fallback type.
+DEPRECATED_ON_FAIL = {'zero': 'detach'}
+DEPRECATED_FALLBACK_TYPES = {'skip': 'detach'}
 # An implicit backward that missed its tolerance by less than this relative residual
 # seeds the phantom fallback; a farther best iterate can be far off (much larger than
 # the gradient, e.g. at random initialization), so the phantom then starts afresh.
@@ -37,8 +41,16 @@ FALLBACK_KEYS = {
     'fixed_point': ('tau', 'max_iter'),
     'phantom': PHANTOM_KEYS,
     'unrolled': (),
-    'skip': (),
+    'detach': (),
 }
+
+
+def _renamed(name: str, value: Any, renames: Mapping[Any, Any]) -> Any:
+    """``value``, or its new spelling with a FutureWarning if it is a deprecated one."""
+    if isinstance(value, str) and value in renames:
+        warnings.warn(f'{name} {value!r} is deprecated; use {renames[value]!r}', FutureWarning)
+        return renames[value]
+    return value
 
 
 def _check_phantom(k: int, tau: float) -> None:
@@ -55,7 +67,7 @@ class BackwardConfig:
     to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
     phantom gradient with ``k``/``tau``; a near miss, relative residual below
     ``SEED_MAX_REL_RES``, runs those ``k - 1`` damped steps from its best
-    iterate instead), ``'zero'`` (no gradient from them)
+    iterate instead), ``'detach'`` (no gradient from them)
     or ``'accept'`` (use the best iterate anyway). Here ``tau`` is the
     phantom damping; a ``solver='fixed_point'`` linear solve is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
@@ -64,7 +76,8 @@ class BackwardConfig:
     Build it with :meth:`from_dict`, e.g.
     ``dict(type='implicit', solver='broyden', max_iter=30, tol=1e-4,
     stop_mode='rel', on_fail='phantom')`` or ``dict(type='phantom', k=5,
-    tau=0.6)``.
+    tau=0.6)``. ``on_fail='zero'``, the earlier name of ``'detach'``, is
+    accepted with a FutureWarning.
 
     Args:
         type (str): ``'implicit'`` or ``'phantom'``. Default: 'implicit'.
@@ -83,6 +96,7 @@ class BackwardConfig:
 
     def __post_init__(self) -> None:
         check_choice('backward type', self.type, BACKWARD_TYPES)
+        object.__setattr__(self, 'on_fail', _renamed('on_fail', self.on_fail, DEPRECATED_ON_FAIL))
         check_choice('on_fail', self.on_fail, BACKWARD_ON_FAIL)
         _check_phantom(self.k, self.tau)
         if not isinstance(self.solver, SolverConfig):
@@ -112,9 +126,9 @@ class FallbackConfig:
     (``tau``; ``max_iter`` defaults to the forward budget) starting from their
     best iterate; ``'unrolled'`` gives them the output of ``n_layers``
     unrolled steps from ``z0``; ``'phantom'`` gives them the phantom output
-    (``k``, ``tau``) from their best iterate; ``'skip'`` gives them their best
-    iterate, detached (no gradient). In eval ``'phantom'`` and ``'skip'``
-    both return the best iterate.
+    (``k``, ``tau``) from their best iterate; ``'detach'`` gives them their best
+    iterate, detached (no gradient; ``'skip'`` is its deprecated name). In eval
+    ``'phantom'`` and ``'detach'`` both return the best iterate.
 
     Args:
         type (str): One of the types above. Default: 'fixed_point'.
@@ -129,6 +143,8 @@ class FallbackConfig:
     max_iter: Optional[int] = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, 'type',
+                           _renamed('fallback type', self.type, DEPRECATED_FALLBACK_TYPES))
         check_choice('fallback type', self.type, FALLBACK_TYPES)
         _check_phantom(self.k, self.tau)
         if self.max_iter is not None:
@@ -138,7 +154,8 @@ class FallbackConfig:
     def from_dict(cls, cfg: Mapping[str, Any]) -> 'FallbackConfig':
         """Build from a config dict; unknown or inapplicable keys raise."""
         cfg = dict(cfg)
-        kind = cfg.pop('type', 'fixed_point')
+        kind = _renamed('fallback type', cfg.pop('type', 'fixed_point'),
+                        DEPRECATED_FALLBACK_TYPES)
         check_choice('fallback type', kind, FALLBACK_TYPES)
         check_keys(cfg, FALLBACK_KEYS[kind], f'fallback config (type={kind!r})')
         return cls(type=kind, **cfg)
@@ -304,7 +321,7 @@ class DEQCore(nn.Module):
                 out = _select(bad, self._iterate(flat_f, z_star, fb.k, fb.tau, 0), out)
             elif fb.type == 'unrolled':
                 out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
-            elif fb.type == 'skip':
+            elif fb.type == 'detach':
                 out = _select(bad, z_star, out)
         return packer.unpack(self._guard(out, z_star))
 
@@ -384,7 +401,7 @@ class DEQCore(nn.Module):
         if not bool(failed.any()):
             return g.to(grad.dtype)
         self.fallback_counts['backward'] += 1
-        if bwd.on_fail == 'zero':
+        if bwd.on_fail == 'detach':
             g = _select(failed, torch.zeros_like(g), g)
         elif bwd.on_fail == 'phantom':
             grad = grad.to(g.dtype)

@@ -178,9 +178,9 @@ def test_phantom_fallback_continues_a_near_miss_from_its_best_iterate():
     assert rel_err(g_fallback, g_exact[:n]) < 0.1 * rel_err(g_phantom[:n], g_exact[:n])
 
 
-def test_zero_fallback_of_the_implicit_backward_gives_no_gradient():
+def test_detach_fallback_of_the_implicit_backward_gives_no_gradient():
     model = ToyMultiscale()
-    core = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='zero'))
+    core = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='detach'))
     assert float(gradients(model, core).abs().max()) == 0.0
     assert core.fallback_count == 1
 
@@ -266,7 +266,7 @@ def nan_after(f, calls_before_nan, only_without_grad):
     return wrapped
 
 
-@pytest.mark.parametrize('fallback', ['fixed_point', 'unrolled', 'phantom', 'skip'])
+@pytest.mark.parametrize('fallback', ['fixed_point', 'unrolled', 'phantom', 'detach'])
 def test_forward_nan_sets_the_flag_triggers_the_fallback_and_stays_finite(fallback):
     model = ToyMultiscale()
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=30, tol=1e-10), dict(type=fallback))
@@ -368,13 +368,24 @@ def test_backward_config_names_the_bad_key_or_value(cfg, bad):
         BackwardConfig.from_dict(cfg)
 
 
+@pytest.mark.parametrize('build', [
+    lambda: BackwardConfig.from_dict(dict(type='implicit', on_fail='zero')).on_fail,
+    lambda: BackwardConfig(on_fail='zero').on_fail,
+    lambda: FallbackConfig.from_dict(dict(type='skip')).type,
+    lambda: FallbackConfig(type='skip').type,
+])
+def test_the_old_names_of_detach_still_work_with_a_warning(build):
+    with pytest.warns(FutureWarning, match="deprecated; use 'detach'"):
+        assert build() == 'detach'
+
+
 def test_core_validates_all_of_its_settings():
     cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7, k=2))
     assert cfg.solver == SolverConfig(type='anderson', max_iter=7) and cfg.k == 2
     with pytest.raises(ValueError, match='newton'):
         DEQCore(forward_cfg=dict(type='newton'))
     with pytest.raises(ValueError, match='tau'):
-        DEQCore(fallback_cfg=dict(type='skip', tau=0.5))
+        DEQCore(fallback_cfg=dict(type='detach', tau=0.5))
     with pytest.raises(ValueError, match='restart'):
         FallbackConfig.from_dict(dict(type='restart'))
     with pytest.raises(ValueError, match='n_layers'):
