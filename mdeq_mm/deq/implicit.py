@@ -25,16 +25,19 @@ BACKWARD_TYPES = ('implicit', 'phantom')
 BACKWARD_ON_FAIL = ('phantom', 'detach', 'accept')
 FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'detach')
 PHANTOM_KEYS = ('k', 'tau')
+# An implicit backward names the settings of its phantom fallback apart from its solver's.
+IMPLICIT_PHANTOM_KEYS = {'phantom_k': 'k', 'phantom_tau': 'tau'}
 # Earlier spellings, still accepted with a FutureWarning: 'detach' was 'zero' in on_fail and
-# 'skip' as a fallback type.
+# 'skip' as a fallback type; an implicit backward's phantom_k / phantom_tau were k / tau.
 DEPRECATED_ON_FAIL = {'zero': 'detach'}
 DEPRECATED_FALLBACK_TYPES = {'skip': 'detach'}
+DEPRECATED_IMPLICIT_KEYS = {'k': 'phantom_k', 'tau': 'phantom_tau'}
 # An implicit backward that missed its tolerance by less than this relative residual
 # seeds the phantom fallback; a farther best iterate can be far off (much larger than
 # the gradient, e.g. at random initialization), so the phantom then starts afresh.
 SEED_MAX_REL_RES = 0.05
-# SolverConfig fields an implicit backward accepts; 'solver' names the type and
-# 'tau' means the phantom damping there, so the linear solve is undamped.
+# SolverConfig fields an implicit backward accepts; 'solver' names the type. 'tau' is not one:
+# the linear solve is undamped.
 BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
                         'check_every', 'divergence_factor')
 FALLBACK_KEYS = {
@@ -65,27 +68,31 @@ class BackwardConfig:
     ``type='implicit'``: exact implicit-function-theorem gradient, a linear
     fixed-point solve with its own ``solver`` settings; ``on_fail`` says what
     to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
-    phantom gradient with ``k``/``tau``; a near miss, relative residual below
+    phantom gradient with ``k``/``tau``, written ``phantom_k``/``phantom_tau``
+    in the config dict; a near miss, relative residual below
     ``SEED_MAX_REL_RES``, runs those ``k - 1`` damped steps from its best
     iterate instead), ``'detach'`` (no gradient from them)
-    or ``'accept'`` (use the best iterate anyway). Here ``tau`` is the
-    phantom damping; a ``solver='fixed_point'`` linear solve is undamped.
+    or ``'accept'`` (use the best iterate anyway). A ``solver='fixed_point'``
+    linear solve is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
     point, ``z <- tau f(z) + (1 - tau) z`` (``k=1, tau=1``: Jacobian-free).
 
     Build it with :meth:`from_dict`, e.g.
     ``dict(type='implicit', solver='broyden', max_iter=30, tol=1e-4,
-    stop_mode='rel', on_fail='phantom')`` or ``dict(type='phantom', k=5,
-    tau=0.6)``. ``on_fail='zero'``, the earlier name of ``'detach'``, is
-    accepted with a FutureWarning.
+    stop_mode='rel', on_fail='phantom', phantom_k=5, phantom_tau=0.6)`` or
+    ``dict(type='phantom', k=5, tau=0.6)``. Deprecated spellings, accepted
+    with a FutureWarning: ``on_fail='zero'`` (now ``'detach'``) and ``k`` /
+    ``tau`` in an implicit config (now ``phantom_k`` / ``phantom_tau``).
 
     Args:
         type (str): ``'implicit'`` or ``'phantom'``. Default: 'implicit'.
         solver (SolverConfig): Linear-solve settings (implicit only).
         on_fail (str): Policy for unconverged samples (implicit only).
             Default: 'phantom'.
-        k (int): Phantom steps. Default: 5.
-        tau (float): Phantom damping in ``(0, 1]``. Default: 0.6.
+        k (int): Phantom steps (``phantom_k`` in an implicit config dict).
+            Default: 5.
+        tau (float): Phantom damping in ``(0, 1]`` (``phantom_tau`` in an
+            implicit config dict). Default: 0.6.
     """
 
     type: str = 'implicit'
@@ -111,11 +118,21 @@ class BackwardConfig:
         if kind == 'phantom':
             check_keys(cfg, PHANTOM_KEYS, "backward config (type='phantom')")
             return cls(type=kind, **cfg)
-        check_keys(cfg, BACKWARD_SOLVER_KEYS + PHANTOM_KEYS + ('on_fail', ),
-                   "backward config (type='implicit')")
+        what = "backward config (type='implicit')"
+        check_keys(cfg, BACKWARD_SOLVER_KEYS + tuple(IMPLICIT_PHANTOM_KEYS) +
+                   tuple(DEPRECATED_IMPLICIT_KEYS) + ('on_fail', ), what)
+        for old, new in DEPRECATED_IMPLICIT_KEYS.items():
+            if old in cfg:
+                if new in cfg:
+                    raise ValueError(f'{what} gives both {new} and its deprecated name {old}')
+                warnings.warn(f'{old} in an implicit backward config is deprecated; it sets the '
+                              f'phantom fallback: use {new}', FutureWarning)
+                cfg[new] = cfg.pop(old)
         solver = {('type' if key == 'solver' else key): cfg.pop(key)
                   for key in BACKWARD_SOLVER_KEYS if key in cfg}
-        return cls(type=kind, solver=SolverConfig(**solver), **cfg)
+        phantom = {field: cfg.pop(key) for key, field in IMPLICIT_PHANTOM_KEYS.items()
+                   if key in cfg}
+        return cls(type=kind, solver=SolverConfig(**solver), **phantom, **cfg)
 
 
 @dataclass(frozen=True)

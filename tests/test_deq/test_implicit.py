@@ -132,7 +132,7 @@ def test_backward_stats_are_readable_and_use_their_own_budget():
 def test_phantom_fallback_of_the_implicit_backward_equals_the_phantom_gradient():
     model = ToyMultiscale()
     failing = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='phantom',
-                                  k=4, tau=0.6))
+                                  phantom_k=4, phantom_tau=0.6))
     g_fallback = gradients(model, failing)
     g_phantom = gradients(model, DEQCore(TIGHT, dict(type='phantom', k=4, tau=0.6)))
     assert failing.fallback_counts['backward'] == 1
@@ -159,7 +159,7 @@ def test_phantom_fallback_continues_a_near_miss_from_its_best_iterate():
     x, z0 = make_inputs()
     counted = model.bind(x)
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=4, tol=1e-14, on_fail='phantom',
-                               k=4, tau=0.6))
+                               phantom_k=4, phantom_tau=0.6))
     out = core(lambda z: tuple(CountVJPs.apply(t) for t in counted(z)), z0)
     model.zero_grad()
     CountVJPs.calls = 0
@@ -379,8 +379,19 @@ def test_the_old_names_of_detach_still_work_with_a_warning(build):
         assert build() == 'detach'
 
 
+def test_an_implicit_backward_reads_its_old_k_and_tau_as_the_phantom_fallback_with_a_warning():
+    with pytest.warns(FutureWarning, match='sets the phantom fallback: use phantom_'):
+        old = BackwardConfig.from_dict(dict(type='implicit', solver='fixed_point', k=3, tau=0.4))
+    new = BackwardConfig.from_dict(dict(type='implicit', solver='fixed_point', phantom_k=3,
+                                        phantom_tau=0.4))
+    assert old == new and (new.k, new.tau, new.solver.tau) == (3, 0.4, 1.0)
+    with pytest.raises(ValueError, match='both phantom_k and its deprecated name k'):
+        BackwardConfig.from_dict(dict(type='implicit', k=3, phantom_k=3))
+
+
 def test_core_validates_all_of_its_settings():
-    cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7, k=2))
+    cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7,
+                                        phantom_k=2))
     assert cfg.solver == SolverConfig(type='anderson', max_iter=7) and cfg.k == 2
     with pytest.raises(ValueError, match='newton'):
         DEQCore(forward_cfg=dict(type='newton'))
