@@ -2,19 +2,18 @@
 from typing import Optional
 
 import torch
-from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
 from mdeq_mm.deq import spectral_radius
 from mdeq_mm.deq.checks import check_int
-from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+from .mdeq_hook import MDEQHook, unwrap_model
 
 SPECTRAL_RADIUS_KEY = 'val/deq_spectral_radius'
 
 
 @HOOKS.register_module()
-class DEQEvalBudgetHook(Hook):
+class DEQEvalBudgetHook(MDEQHook):
     """Evaluate the MDEQ with its own forward solver budget (anytime inference).
 
     Sets the backbone's ``eval_max_iter`` to ``max_iter`` for validation and testing and
@@ -61,10 +60,6 @@ class DEQEvalBudgetHook(Hook):
         self.spectral_radius = spectral_radius
         self.power_iters = power_iters
         self.num_samples = num_samples
-
-    def before_run(self, runner) -> None:
-        """Fail early if the model has no MDEQ backbone."""
-        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
 
     def before_val(self, runner) -> None:
         self._set_budget()
