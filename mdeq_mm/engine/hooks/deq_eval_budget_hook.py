@@ -61,25 +61,18 @@ class DEQEvalBudgetHook(MDEQHook):
         self.power_iters = power_iters
         self.num_samples = num_samples
 
-    def before_val(self, runner) -> None:
-        self._set_budget()
-
-    def after_val(self, runner) -> None:
-        self._restore_budget()
-
-    def before_test(self, runner) -> None:
-        self._set_budget()
-
-    def after_test(self, runner) -> None:
-        self._restore_budget()
-
-    def _set_budget(self) -> None:
+    # mmengine's Hook hands before_{val,test}_epoch and after_{val,test}_epoch to these two
+    # methods with the loop's mode.
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        if mode == 'train':
+            return
         self._saved_max_iter = self.backbone.eval_max_iter
         if self.max_iter is not None:
             self.backbone.eval_max_iter = self.max_iter
 
-    def _restore_budget(self) -> None:
-        self.backbone.eval_max_iter = self._saved_max_iter
+    def _after_epoch(self, runner, mode: str = 'train') -> None:
+        if mode != 'train':
+            self.backbone.eval_max_iter = self._saved_max_iter
 
     def before_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
         """Estimate the spectral radius on the first batch, if asked to."""

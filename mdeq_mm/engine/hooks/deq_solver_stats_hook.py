@@ -146,38 +146,29 @@ class DEQSolverStatsHook(MDEQHook):
                 f'min {min(window):.4g}, max {max(window):.4g}. Consider a larger forward '
                 'max_iter, Jacobian regularization (JacobianRegHook) or a lower learning rate.')
 
-    def before_val_epoch(self, runner) -> None:
-        self._begin_eval(runner, 'val')
-
-    def after_val_iter(self,
-                       runner,
-                       batch_idx: int,
-                       data_batch: DATA_BATCH = None,
-                       outputs: Optional[Sequence] = None) -> None:
-        self._collect_eval()
-
-    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        self._log_eval(runner, 'val')
-
-    def before_test_epoch(self, runner) -> None:
-        self._begin_eval(runner, 'test')
-
-    def after_test_iter(self,
-                        runner,
-                        batch_idx: int,
-                        data_batch: DATA_BATCH = None,
-                        outputs: Optional[Sequence] = None) -> None:
-        self._collect_eval()
-
-    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        self._log_eval(runner, 'test')
-
-    def _begin_eval(self, runner, mode: str) -> None:
+    # mmengine's Hook hands before_{val,test}_epoch, after_{val,test}_iter and
+    # after_{val,test}_epoch to the three methods below with the loop's mode.
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        if mode == 'train':
+            return
         # The window mean configured for the training keys also applies to these keys, so
         # earlier runs' values are dropped to make the logged value this run's mean.
         for key in EVAL_KEYS:
             runner.message_hub.log_scalars.pop(f'{mode}/{key}', None)
         self._eval_sums = None
+
+    def _after_iter(self,
+                    runner,
+                    batch_idx: int,
+                    data_batch: DATA_BATCH = None,
+                    outputs: Optional[Sequence] = None,
+                    mode: str = 'train') -> None:
+        if mode != 'train':
+            self._collect_eval()
+
+    def _after_epoch(self, runner, mode: str = 'train') -> None:
+        if mode != 'train':
+            self._log_eval(runner, mode)
 
     def _collect_eval(self) -> None:
         fwd = self.backbone.last_forward_stats
