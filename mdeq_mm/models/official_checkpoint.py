@@ -60,7 +60,7 @@ from torch import Tensor
 
 from .backbones.mdeq import MDEQ
 from .layers.weight_norm_conv import channel_norm
-from .necks.mdeq_cls_neck import HeadBottleneck
+from .necks.mdeq_cls_neck import BOTTLENECK_EXPANSION
 
 TASKS = ('cls', 'seg', 'backbone')
 
@@ -484,7 +484,6 @@ def _backbone_table(layout: OfficialLayout, target: dict) -> List[_Entry]:
 def _cls_head_table(layout: OfficialLayout,
                     state_dict: Mapping[str, Tensor]) -> List[_Entry]:
     table = []
-    expansion = HeadBottleneck.expansion
     for i, c in enumerate(layout.num_channels):
         src, dst = f'incre_modules.{i}.0.', f'neck.incre_modules.{i}.0.'
         for n, kernel in ((1, 1), (2, 3), (3, 1)):
@@ -496,7 +495,7 @@ def _cls_head_table(layout: OfficialLayout,
         # the widths differ. Unknown widths: follow the checkpoint.
         conv1 = state_dict.get(f'{src}conv1.weight')
         projects = (
-            expansion * conv1.shape[0] != c if conv1 is not None else any(
+            BOTTLENECK_EXPANSION * conv1.shape[0] != c if conv1 is not None else any(
                 k.startswith(f'{src}downsample.') for k in state_dict))
         if projects:
             table += [
