@@ -4,18 +4,6 @@
 # processes per node; on a machine without GPUs they train on the CPU with the gloo backend.
 CONFIG=$1
 GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
+TOOLS=$(dirname "$0")
 
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-"${PYTHON:-python}" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$(dirname "$0")/train.py" \
-    "$CONFIG" \
-    --launcher pytorch "${@:3}"
+exec bash "$TOOLS/misc/dist_run.sh" "$GPUS" "$TOOLS/train.py" "$CONFIG" --launcher pytorch "${@:3}"

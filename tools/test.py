@@ -7,13 +7,11 @@ machines like ``tools/train.py``. Unlike mmengine's ``load_from``, a checkpoint 
 shapes do not fit the model stops the test unless ``--allow-partial-load`` is given.
 """
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
-from mdeq_mm.engine.launch import (IncompatibleCheckpointError, build_runner, enable_tta,
-                                   enable_visualization, load_checkpoint, load_tool_config)
+from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
+                                   enable_tta, enable_visualization, load_checkpoint,
+                                   load_tool_config, parse_tool_args)
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,22 +44,8 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='evaluate even if the checkpoint misses keys, has unexpected ones or other '
         'shapes (those parts keep their initialization)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_tool_args(parser)
 
 
 def main() -> None:

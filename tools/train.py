@@ -6,13 +6,12 @@ machines under ``--launcher pytorch``, so that ``tools/dist_train.sh CONFIG 2`` 
 """
 import argparse
 import logging
-import os
 
-from mmengine.config import DictAction
 from mmengine.logging import print_log
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
-from mdeq_mm.engine.launch import build_runner, load_tool_config
+from mdeq_mm.engine.launch import (add_launch_args, build_runner, load_tool_config,
+                                   parse_tool_args)
 
 
 def parse_args() -> argparse.Namespace:
@@ -29,22 +28,8 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         default=False,
         help='enable automatic-mixed-precision training (needs a GPU)')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair '
-        'in xxx=yyy format will be merged into config file.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_launch_args(parser)
+    return parse_tool_args(parser)
 
 
 def main() -> None:

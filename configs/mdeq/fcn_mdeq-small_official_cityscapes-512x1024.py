@@ -1,4 +1,4 @@
-# Evaluates the authors' MDEQ-Small Cityscapes checkpoint after tools/convert_mdeq_checkpoint.py
+# Evaluates the authors' MDEQ-Small Cityscapes checkpoint after tools/model_converters/convert_mdeq_checkpoint.py
 # --task seg: their head and validation resize with align_corners=True, and they solve with
 # 27 Broyden steps at test time.
 _base_ = './fcn_mdeq-small_4xb3-120k_cityscapes-512x1024.py'

@@ -11,34 +11,49 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 from torch import Tensor, nn
 
+from .checks import check_choice, check_int, check_keys, check_number
 from .jacobian import jacobian_frobenius_reg
-from .solve import (SolverConfig, SolverState, check_choice, check_int, check_keys,
-                    check_number, solve)
+from .solve import SolverConfig, SolverState, solve
 from .state import StatePacker
 from .stats import SolverStats
 
 StateFn = Callable[[Tuple[Tensor, ...]], Sequence[Tensor]]
 FlatFn = Callable[[Tensor], Tensor]
 
-MODES = ('unrolled', 'equilibrium')
+DEQ_MODES = ('equilibrium', 'unrolled')
 BACKWARD_TYPES = ('implicit', 'phantom')
-BACKWARD_ON_FAIL = ('phantom', 'zero', 'accept')
-FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'skip')
+BACKWARD_ON_FAIL = ('phantom', 'detach', 'accept')
+FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'detach')
 PHANTOM_KEYS = ('k', 'tau')
+# An implicit backward names the settings of its phantom fallback apart from its solver's.
+IMPLICIT_PHANTOM_KEYS = {'phantom_k': 'k', 'phantom_tau': 'tau'}
+# Earlier spellings, still accepted with a FutureWarning: 'detach' was 'zero' in on_fail and
+# 'skip' as a fallback type; an implicit backward's phantom_k / phantom_tau were k / tau.
+DEPRECATED_ON_FAIL = {'zero': 'detach'}
+DEPRECATED_FALLBACK_TYPES = {'skip': 'detach'}
+DEPRECATED_IMPLICIT_KEYS = {'k': 'phantom_k', 'tau': 'phantom_tau'}
 # An implicit backward that missed its tolerance by less than this relative residual
 # seeds the phantom fallback; a farther best iterate can be far off (much larger than
 # the gradient, e.g. at random initialization), so the phantom then starts afresh.
 SEED_MAX_REL_RES = 0.05
-# SolverConfig fields an implicit backward accepts; 'solver' names the type and
-# 'tau' means the phantom damping there, so the linear solve is undamped.
+# SolverConfig fields an implicit backward accepts; 'solver' names the type. 'tau' is not one:
+# the linear solve is undamped.
 BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
                         'check_every', 'divergence_factor')
 FALLBACK_KEYS = {
     'fixed_point': ('tau', 'max_iter'),
     'phantom': PHANTOM_KEYS,
     'unrolled': (),
-    'skip': (),
+    'detach': (),
 }
+
+
+def _renamed(name: str, value: Any, renames: Mapping[Any, Any]) -> Any:
+    """``value``, or its new spelling with a FutureWarning if it is a deprecated one."""
+    if isinstance(value, str) and value in renames:
+        warnings.warn(f'{name} {value!r} is deprecated; use {renames[value]!r}', FutureWarning)
+        return renames[value]
+    return value
 
 
 def _check_phantom(k: int, tau: float) -> None:
@@ -53,26 +68,31 @@ class BackwardConfig:
     ``type='implicit'``: exact implicit-function-theorem gradient, a linear
     fixed-point solve with its own ``solver`` settings; ``on_fail`` says what
     to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
-    phantom gradient with ``k``/``tau``; a near miss, relative residual below
+    phantom gradient with ``k``/``tau``, written ``phantom_k``/``phantom_tau``
+    in the config dict; a near miss, relative residual below
     ``SEED_MAX_REL_RES``, runs those ``k - 1`` damped steps from its best
-    iterate instead), ``'zero'`` (no gradient from them)
-    or ``'accept'`` (use the best iterate anyway). Here ``tau`` is the
-    phantom damping; a ``solver='fixed_point'`` linear solve is undamped.
+    iterate instead), ``'detach'`` (no gradient from them)
+    or ``'accept'`` (use the best iterate anyway). A ``solver='fixed_point'``
+    linear solve is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
     point, ``z <- tau f(z) + (1 - tau) z`` (``k=1, tau=1``: Jacobian-free).
 
     Build it with :meth:`from_dict`, e.g.
     ``dict(type='implicit', solver='broyden', max_iter=30, tol=1e-4,
-    stop_mode='rel', on_fail='phantom')`` or ``dict(type='phantom', k=5,
-    tau=0.6)``.
+    stop_mode='rel', on_fail='phantom', phantom_k=5, phantom_tau=0.6)`` or
+    ``dict(type='phantom', k=5, tau=0.6)``. Deprecated spellings, accepted
+    with a FutureWarning: ``on_fail='zero'`` (now ``'detach'``) and ``k`` /
+    ``tau`` in an implicit config (now ``phantom_k`` / ``phantom_tau``).
 
     Args:
         type (str): ``'implicit'`` or ``'phantom'``. Default: 'implicit'.
         solver (SolverConfig): Linear-solve settings (implicit only).
         on_fail (str): Policy for unconverged samples (implicit only).
             Default: 'phantom'.
-        k (int): Phantom steps. Default: 5.
-        tau (float): Phantom damping in ``(0, 1]``. Default: 0.6.
+        k (int): Phantom steps (``phantom_k`` in an implicit config dict).
+            Default: 5.
+        tau (float): Phantom damping in ``(0, 1]`` (``phantom_tau`` in an
+            implicit config dict). Default: 0.6.
     """
 
     type: str = 'implicit'
@@ -83,6 +103,7 @@ class BackwardConfig:
 
     def __post_init__(self) -> None:
         check_choice('backward type', self.type, BACKWARD_TYPES)
+        object.__setattr__(self, 'on_fail', _renamed('on_fail', self.on_fail, DEPRECATED_ON_FAIL))
         check_choice('on_fail', self.on_fail, BACKWARD_ON_FAIL)
         _check_phantom(self.k, self.tau)
         if not isinstance(self.solver, SolverConfig):
@@ -97,11 +118,21 @@ class BackwardConfig:
         if kind == 'phantom':
             check_keys(cfg, PHANTOM_KEYS, "backward config (type='phantom')")
             return cls(type=kind, **cfg)
-        check_keys(cfg, BACKWARD_SOLVER_KEYS + PHANTOM_KEYS + ('on_fail', ),
-                   "backward config (type='implicit')")
+        what = "backward config (type='implicit')"
+        check_keys(cfg, BACKWARD_SOLVER_KEYS + tuple(IMPLICIT_PHANTOM_KEYS) +
+                   tuple(DEPRECATED_IMPLICIT_KEYS) + ('on_fail', ), what)
+        for old, new in DEPRECATED_IMPLICIT_KEYS.items():
+            if old in cfg:
+                if new in cfg:
+                    raise ValueError(f'{what} gives both {new} and its deprecated name {old}')
+                warnings.warn(f'{old} in an implicit backward config is deprecated; it sets the '
+                              f'phantom fallback: use {new}', FutureWarning)
+                cfg[new] = cfg.pop(old)
         solver = {('type' if key == 'solver' else key): cfg.pop(key)
                   for key in BACKWARD_SOLVER_KEYS if key in cfg}
-        return cls(type=kind, solver=SolverConfig(**solver), **cfg)
+        phantom = {field: cfg.pop(key) for key, field in IMPLICIT_PHANTOM_KEYS.items()
+                   if key in cfg}
+        return cls(type=kind, solver=SolverConfig(**solver), **phantom, **cfg)
 
 
 @dataclass(frozen=True)
@@ -112,9 +143,9 @@ class FallbackConfig:
     (``tau``; ``max_iter`` defaults to the forward budget) starting from their
     best iterate; ``'unrolled'`` gives them the output of ``n_layers``
     unrolled steps from ``z0``; ``'phantom'`` gives them the phantom output
-    (``k``, ``tau``) from their best iterate; ``'skip'`` gives them their best
-    iterate, detached (no gradient). In eval ``'phantom'`` and ``'skip'``
-    both return the best iterate.
+    (``k``, ``tau``) from their best iterate; ``'detach'`` gives them their best
+    iterate, detached (no gradient; ``'skip'`` is its deprecated name). In eval
+    ``'phantom'`` and ``'detach'`` both return the best iterate.
 
     Args:
         type (str): One of the types above. Default: 'fixed_point'.
@@ -129,6 +160,8 @@ class FallbackConfig:
     max_iter: Optional[int] = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, 'type',
+                           _renamed('fallback type', self.type, DEPRECATED_FALLBACK_TYPES))
         check_choice('fallback type', self.type, FALLBACK_TYPES)
         _check_phantom(self.k, self.tau)
         if self.max_iter is not None:
@@ -138,7 +171,8 @@ class FallbackConfig:
     def from_dict(cls, cfg: Mapping[str, Any]) -> 'FallbackConfig':
         """Build from a config dict; unknown or inapplicable keys raise."""
         cfg = dict(cfg)
-        kind = cfg.pop('type', 'fixed_point')
+        kind = _renamed('fallback type', cfg.pop('type', 'fixed_point'),
+                        DEPRECATED_FALLBACK_TYPES)
         check_choice('fallback type', kind, FALLBACK_TYPES)
         check_keys(cfg, FALLBACK_KEYS[kind], f'fallback config (type={kind!r})')
         return cls(type=kind, **cfg)
@@ -195,8 +229,8 @@ class DEQCore(nn.Module):
 
     Readable after a call: ``last_forward_stats`` (None in unrolled mode),
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
-    returned iterate of flagged samples comes from it), ``last_jac_loss``
-    (when ``jac_probes > 0`` in training); after ``backward()``:
+    returned iterate of flagged samples comes from it), ``last_jacobian_loss``
+    (when ``jacobian_probes > 0`` in training); after ``backward()``:
     ``last_backward_stats`` (implicit type only; cleared by every call). ``fallback_counts`` counts
     events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
     ``'backward'`` (some sample missed the backward tolerance; counted for
@@ -239,7 +273,7 @@ class DEQCore(nn.Module):
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
         self.last_backward_stats: Optional[SolverStats] = None
-        self.last_jac_loss: Optional[Tensor] = None
+        self.last_jacobian_loss: Optional[Tensor] = None
         self.fallback_counts: Dict[str, int] = {'forward': 0, 'backward': 0, 'nonfinite': 0}
 
     @property
@@ -252,7 +286,7 @@ class DEQCore(nn.Module):
                 z0: Sequence[Tensor],
                 mode: str = 'equilibrium',
                 max_iter: Optional[int] = None,
-                jac_probes: int = 0,
+                jacobian_probes: int = 0,
                 callback: Optional[Callable[[SolverState], Optional[bool]]] = None
                 ) -> Tuple[Tensor, ...]:
         """Run the DEQ layer.
@@ -265,16 +299,16 @@ class DEQCore(nn.Module):
                 Default: 'equilibrium'.
             max_iter (int, optional): Forward budget for this call; otherwise
                 ``eval_max_iter`` in eval (if set), else ``forward_cfg.max_iter``.
-            jac_probes (int): If > 0 and training with grad, store a Hutchinson
-                estimate of ``||J_f||_F^2 / numel`` in ``last_jac_loss``.
+            jacobian_probes (int): If > 0 and training with grad, store a Hutchinson
+                estimate of ``||J_f||_F^2 / numel`` in ``last_jacobian_loss``.
             callback (Callable, optional): Passed to the forward :func:`solve` (not to a
                 fallback re-solve): sees every step and may stop the solve early.
 
         Returns:
             tuple[Tensor]: The output state, float32 (float64 if ``z0`` is).
         """
-        check_choice('mode', mode, MODES)
-        check_int('jac_probes', jac_probes, 0)
+        check_choice('mode', mode, DEQ_MODES)
+        check_int('jacobian_probes', jacobian_probes, 0)
         if max_iter is not None:
             check_int('max_iter', max_iter, 1)
         packer = StatePacker(z0)
@@ -286,8 +320,8 @@ class DEQCore(nn.Module):
             return packer.pack(f(packer.unpack(z))).to(dtype)
 
         differentiable = self.training and torch.is_grad_enabled()
-        probes = jac_probes if differentiable else 0
-        self.last_jac_loss = None
+        probes = jacobian_probes if differentiable else 0
+        self.last_jacobian_loss = None
         self.last_forward_stats = None
         self.last_backward_stats = None
         self.last_fallback_stats = None
@@ -308,7 +342,7 @@ class DEQCore(nn.Module):
                 out = _select(bad, self._iterate(flat_f, z_star, fb.k, fb.tau, 0), out)
             elif fb.type == 'unrolled':
                 out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
-            elif fb.type == 'skip':
+            elif fb.type == 'detach':
                 out = _select(bad, z_star, out)
         return packer.unpack(self._guard(out, z_star))
 
@@ -343,7 +377,7 @@ class DEQCore(nn.Module):
         z_in = z_star.detach().requires_grad_()
         fz = flat_f(z_in)
         if probes:
-            self.last_jac_loss = jacobian_frobenius_reg(fz, z_in, probes)
+            self.last_jacobian_loss = jacobian_frobenius_reg(fz, z_in, probes)
         return _ImplicitGrad.apply(self, z_in, fz)
 
     def _iterate(self, flat_f: FlatFn, z: Tensor, steps: int, tau: float,
@@ -357,7 +391,7 @@ class DEQCore(nn.Module):
                 z = z.detach().requires_grad_()
             fz = flat_f(z)
             if probes and i == steps - 1:
-                self.last_jac_loss = jacobian_frobenius_reg(fz, z, probes)
+                self.last_jacobian_loss = jacobian_frobenius_reg(fz, z, probes)
             z = fz if tau == 1.0 else tau * fz + (1.0 - tau) * z
         return z
 
@@ -389,7 +423,7 @@ class DEQCore(nn.Module):
         if not bool(failed.any()):
             return g.to(grad.dtype)
         self.fallback_counts['backward'] += 1
-        if bwd.on_fail == 'zero':
+        if bwd.on_fail == 'detach':
             g = _select(failed, torch.zeros_like(g), g)
         elif bwd.on_fail == 'phantom':
             grad = grad.to(g.dtype)

@@ -8,13 +8,14 @@ NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
 ``propose(z, fz, active) -> Tensor``.
 """
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .anderson import AndersonSolver
 from .broyden import BroydenSolver
+from .checks import check_choice, check_int, check_keys, check_number
 from .fixed_point import FixedPointSolver
 from .stats import SolverStats
 
@@ -25,38 +26,6 @@ SOLVERS: Dict[str, type] = {
 }
 STOP_MODES = ('abs', 'rel')
 REL_EPS = 1e-9
-
-
-def check_keys(cfg: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
-    """Raise ``ValueError`` naming every key of ``cfg`` not in ``allowed``."""
-    allowed = tuple(allowed)
-    unknown = sorted(set(cfg) - set(allowed))
-    if unknown:
-        raise ValueError(f'unknown {what} key(s) {unknown}; valid keys: {sorted(allowed)}')
-
-
-def check_choice(name: str, value: Any, choices: Iterable[str]) -> None:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f'{name}={value!r} is not valid; choose one of {sorted(choices)}')
-
-
-def check_int(name: str, value: Any, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f'{name} must be an int >= {minimum}, got {value!r}')
-
-
-def check_number(name: str, value: Any, low: float, high: float = float('inf'),
-                 low_inclusive: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a real number in the interval."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f'{name} must be a number, got {value!r}')
-    above = value >= low if low_inclusive else value > low
-    if not (above and value <= high):
-        bracket = '[' if low_inclusive else '('
-        raise ValueError(f'{name} must be in {bracket}{low}, {high}], got {value!r}')
 
 
 @dataclass(frozen=True)

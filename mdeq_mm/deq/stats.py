@@ -62,11 +62,6 @@ class SolverStats:
         """``(B,)`` bool, the sample hit NaN/Inf or diverged."""
         return self.nan | self.diverged
 
-    @property
-    def mean_rel_res(self) -> float:
-        """Batch mean of the relative residual (syncs with the device)."""
-        return self.rel_res.float().mean().item()
-
     def to_dict(self) -> Dict[str, float]:
         """Batch means as Python numbers for logging (syncs with the device)."""
         return {

@@ -1,11 +1,14 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: config loading and runner building, plus
-the test tool's visualization, test-time augmentation and checkpoint checks."""
+"""What ``tools/train.py`` and ``tools/test.py`` share: their launcher arguments, config loading
+and runner building, plus the test tool's visualization, test-time augmentation and checkpoint
+checks."""
+import argparse
 import copy
+import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -14,11 +17,35 @@ from torch import nn
 from .distributed import init_cpu_process_group
 
 TOOLBOXES = ('mmseg', 'mmpretrain')
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 # mmpretrain's test tool draws every sample unless told otherwise; mmseg keeps the hook's interval.
 CLS_VIS_INTERVAL = 1
 # What mmengine's ``Runner.load_checkpoint`` strips from checkpoint keys by default.
 WRAPPER_PREFIX = re.compile(r'^module\.')
 MAX_LISTED_KEYS = 10
+
+
+def add_launch_args(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments mmseg's train and test tools both take: ``--cfg-options``,
+    ``--launcher`` and ``--local_rank``."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file.')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_tool_args(parser: argparse.ArgumentParser,
+                    argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse ``argv`` (default: the command line) and, as mmseg's tools do, export
+    ``--local_rank`` as ``LOCAL_RANK`` unless the launcher has set it."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def load_tool_config(config: str,

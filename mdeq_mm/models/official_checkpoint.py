@@ -56,12 +56,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.config import Config
-from mmengine.registry import MODELS, init_default_scope
 from torch import Tensor
 
 from .backbones.mdeq import MDEQ
-from .necks.mdeq_cls_neck import HeadBottleneck
+from .layers.weight_norm_conv import channel_norm
+from .necks.mdeq_cls_neck import BOTTLENECK_EXPANSION
 
 TASKS = ('cls', 'seg', 'backbone')
 
@@ -258,37 +257,6 @@ def convert_official_checkpoint(checkpoint: Mapping,
     return converter.finish(_task_hint(task, layout))
 
 
-def check_converted_checkpoint(state_dict: Mapping[str, Tensor],
-                               cfg) -> typing.OrderedDict[str, int]:
-    """Build ``cfg.model`` and load ``state_dict`` into it with strict=True.
-
-    Args:
-        state_dict (Mapping[str, Tensor]): A converted state dict.
-        cfg (str | dict | mmengine.Config): A config (or its path) with
-            ``model`` and ``default_scope`` ('mmseg' or 'mmpretrain').
-
-    Returns:
-        OrderedDict[str, int]: Parameter counts of the model's parts that
-        have parameters (e.g. backbone, neck, head) and the total.
-    """
-    if isinstance(cfg, str):
-        cfg = Config.fromfile(cfg)
-    scope = cfg.get('default_scope')
-    if scope is None:
-        raise ValueError("the config needs a default_scope ('mmseg' or "
-                         "'mmpretrain') to build its model")
-    init_default_scope(scope)
-    model = MODELS.build(cfg['model'])
-    model.load_state_dict(state_dict, strict=True)
-    counts = OrderedDict()
-    for name, child in model.named_children():
-        num = sum(p.numel() for p in child.parameters())
-        if num:
-            counts[name] = num
-    counts['total'] = sum(p.numel() for p in model.parameters())
-    return counts
-
-
 @dataclass(frozen=True)
 class _Entry:
     """One module correspondence: authors' prefix -> our prefix."""
@@ -446,12 +414,7 @@ def _resolve_target_arch(layout: OfficialLayout,
     found = layout.backbone_arch()
     if arch is None:
         return found
-    if isinstance(arch, str):
-        if arch not in MDEQ.arch_settings:
-            raise ValueError(f'unknown MDEQ arch {arch!r}; choose one of '
-                             f'{sorted(MDEQ.arch_settings)} or pass a dict')
-        arch = MDEQ.arch_settings[arch]
-    target = {**MDEQ.arch_defaults, **arch}
+    target = MDEQ.resolve_arch(arch)
     target['num_channels'] = tuple(target['num_channels'])
     diffs = [
         f'{key}: checkpoint {found[key]!r}, arch {target[key]!r}'
@@ -521,7 +484,6 @@ def _backbone_table(layout: OfficialLayout, target: dict) -> List[_Entry]:
 def _cls_head_table(layout: OfficialLayout,
                     state_dict: Mapping[str, Tensor]) -> List[_Entry]:
     table = []
-    expansion = HeadBottleneck.expansion
     for i, c in enumerate(layout.num_channels):
         src, dst = f'incre_modules.{i}.0.', f'neck.incre_modules.{i}.0.'
         for n, kernel in ((1, 1), (2, 3), (3, 1)):
@@ -533,7 +495,7 @@ def _cls_head_table(layout: OfficialLayout,
         # the widths differ. Unknown widths: follow the checkpoint.
         conv1 = state_dict.get(f'{src}conv1.weight')
         projects = (
-            expansion * conv1.shape[0] != c if conv1 is not None else any(
+            BOTTLENECK_EXPANSION * conv1.shape[0] != c if conv1 is not None else any(
                 k.startswith(f'{src}downsample.') for k in state_dict))
         if projects:
             table += [
@@ -583,12 +545,6 @@ def _task_hint(task: str, layout: OfficialLayout) -> str:
         return (f"the checkpoint has a {other} head, not a {task} head: use "
                 f"task='{other}' (or 'backbone' for the backbone alone)")
     return ''
-
-
-def _channel_norm(weight: Tensor) -> Tensor:
-    """L2 norm of each output channel's filter, shaped (out, 1, 1, 1)."""
-    return torch.linalg.vector_norm(
-        weight, dim=tuple(range(1, weight.dim())), keepdim=True)
 
 
 class _Converter:
@@ -682,7 +638,7 @@ class _Converter:
                 self.missing += [e.src + 'weight_g', e.src + 'weight_v']
                 return
             weight = self._take(e.src + 'weight')
-            g = _channel_norm(weight)
+            g = channel_norm(weight)
             # A zero filter has no direction; any unit one reproduces it.
             v = torch.where(g == 0, torch.ones_like(weight), weight)
         if g is None or v is None:

@@ -132,7 +132,7 @@ def test_backward_stats_are_readable_and_use_their_own_budget():
 def test_phantom_fallback_of_the_implicit_backward_equals_the_phantom_gradient():
     model = ToyMultiscale()
     failing = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='phantom',
-                                  k=4, tau=0.6))
+                                  phantom_k=4, phantom_tau=0.6))
     g_fallback = gradients(model, failing)
     g_phantom = gradients(model, DEQCore(TIGHT, dict(type='phantom', k=4, tau=0.6)))
     assert failing.fallback_counts['backward'] == 1
@@ -159,7 +159,7 @@ def test_phantom_fallback_continues_a_near_miss_from_its_best_iterate():
     x, z0 = make_inputs()
     counted = model.bind(x)
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=4, tol=1e-14, on_fail='phantom',
-                               k=4, tau=0.6))
+                               phantom_k=4, phantom_tau=0.6))
     out = core(lambda z: tuple(CountVJPs.apply(t) for t in counted(z)), z0)
     model.zero_grad()
     CountVJPs.calls = 0
@@ -178,9 +178,9 @@ def test_phantom_fallback_continues_a_near_miss_from_its_best_iterate():
     assert rel_err(g_fallback, g_exact[:n]) < 0.1 * rel_err(g_phantom[:n], g_exact[:n])
 
 
-def test_zero_fallback_of_the_implicit_backward_gives_no_gradient():
+def test_detach_fallback_of_the_implicit_backward_gives_no_gradient():
     model = ToyMultiscale()
-    core = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='zero'))
+    core = DEQCore(TIGHT, dict(type='implicit', max_iter=1, tol=1e-14, on_fail='detach'))
     assert float(gradients(model, core).abs().max()) == 0.0
     assert core.fallback_count == 1
 
@@ -266,7 +266,7 @@ def nan_after(f, calls_before_nan, only_without_grad):
     return wrapped
 
 
-@pytest.mark.parametrize('fallback', ['fixed_point', 'unrolled', 'phantom', 'skip'])
+@pytest.mark.parametrize('fallback', ['fixed_point', 'unrolled', 'phantom', 'detach'])
 def test_forward_nan_sets_the_flag_triggers_the_fallback_and_stays_finite(fallback):
     model = ToyMultiscale()
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=30, tol=1e-10), dict(type=fallback))
@@ -327,15 +327,15 @@ def test_jacobian_loss_is_available_and_differentiable_in_training():
     for backward in (dict(type='implicit', max_iter=30, tol=1e-10), dict(type='phantom', k=2)):
         core = DEQCore(TIGHT, backward)
         x, z0 = make_inputs()
-        out = core(model.bind(x), z0, jac_probes=2)
-        jac = core.last_jac_loss
+        out = core(model.bind(x), z0, jacobian_probes=2)
+        jac = core.last_jacobian_loss
         assert jac is not None and jac.dim() == 0 and jac.item() > 0
         model.zero_grad()
         (loss_of(out) + jac).backward()
         assert all(bool(torch.isfinite(p.grad).all()) for p in model.w.values())
     core.eval()
-    core(model.bind(x), z0, jac_probes=2)
-    assert core.last_jac_loss is None
+    core(model.bind(x), z0, jacobian_probes=2)
+    assert core.last_jacobian_loss is None
 
 
 def test_autocast_output_is_float32_and_gradients_flow():
@@ -368,13 +368,35 @@ def test_backward_config_names_the_bad_key_or_value(cfg, bad):
         BackwardConfig.from_dict(cfg)
 
 
+@pytest.mark.parametrize('build', [
+    lambda: BackwardConfig.from_dict(dict(type='implicit', on_fail='zero')).on_fail,
+    lambda: BackwardConfig(on_fail='zero').on_fail,
+    lambda: FallbackConfig.from_dict(dict(type='skip')).type,
+    lambda: FallbackConfig(type='skip').type,
+])
+def test_the_old_names_of_detach_still_work_with_a_warning(build):
+    with pytest.warns(FutureWarning, match="deprecated; use 'detach'"):
+        assert build() == 'detach'
+
+
+def test_an_implicit_backward_reads_its_old_k_and_tau_as_the_phantom_fallback_with_a_warning():
+    with pytest.warns(FutureWarning, match='sets the phantom fallback: use phantom_'):
+        old = BackwardConfig.from_dict(dict(type='implicit', solver='fixed_point', k=3, tau=0.4))
+    new = BackwardConfig.from_dict(dict(type='implicit', solver='fixed_point', phantom_k=3,
+                                        phantom_tau=0.4))
+    assert old == new and (new.k, new.tau, new.solver.tau) == (3, 0.4, 1.0)
+    with pytest.raises(ValueError, match='both phantom_k and its deprecated name k'):
+        BackwardConfig.from_dict(dict(type='implicit', k=3, phantom_k=3))
+
+
 def test_core_validates_all_of_its_settings():
-    cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7, k=2))
+    cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7,
+                                        phantom_k=2))
     assert cfg.solver == SolverConfig(type='anderson', max_iter=7) and cfg.k == 2
     with pytest.raises(ValueError, match='newton'):
         DEQCore(forward_cfg=dict(type='newton'))
     with pytest.raises(ValueError, match='tau'):
-        DEQCore(fallback_cfg=dict(type='skip', tau=0.5))
+        DEQCore(fallback_cfg=dict(type='detach', tau=0.5))
     with pytest.raises(ValueError, match='restart'):
         FallbackConfig.from_dict(dict(type='restart'))
     with pytest.raises(ValueError, match='n_layers'):

@@ -122,7 +122,7 @@ def test_converted_official_checkpoint_loads_strictly_into_the_printed_config(
     prefix = 'model.' if task == 'seg' else ''
     src, dst = tmp_path / 'official.pth', tmp_path / 'converted.pth'
     torch.save({'state_dict': {prefix + k: v for k, v in source.items()}}, src)
-    converted = run_tool(['tools/convert_mdeq_checkpoint.py', str(src), str(dst),
+    converted = run_tool(['tools/model_converters/convert_mdeq_checkpoint.py', str(src), str(dst),
                           '--task', task])
     printed = re.search(r'config for it: (\S+)', converted).group(1)
     assert printed.endswith(expected)

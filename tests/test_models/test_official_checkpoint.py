@@ -18,7 +18,6 @@ from mmseg.models.decode_heads import FCNHead
 from mdeq_mm.models import MDEQ, MDEQClsNeck, MDEQModule
 from mdeq_mm.models.layers import WeightNormConv2d
 from mdeq_mm.models.official_checkpoint import (CheckpointMismatchError,
-                                                check_converted_checkpoint,
                                                 convert_official_checkpoint,
                                                 describe_official_checkpoint,
                                                 detect_version, unwrap_state_dict)
@@ -30,7 +29,8 @@ GROUPS = 4
 HEAD_CHANNELS = (2, 8, 8)
 FINAL_CHANNELS = 24
 NUM_CLASSES = 5
-TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'convert_mdeq_checkpoint.py')
+TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'model_converters',
+                'convert_mdeq_checkpoint.py')
 
 
 class AuthorsLayout:
@@ -479,12 +479,12 @@ def test_check_loads_a_segmentor_strictly():
     cfg = seg_config()
     converted = convert_official_checkpoint(
         authors_checkpoint('v1', 'seg'), 'seg', arch=cfg['model']['backbone']['arch'])
-    counts = check_converted_checkpoint(converted, cfg)
+    counts = load_tool().check_converted_checkpoint(converted, cfg)
     assert list(counts) == ['backbone', 'decode_head', 'total']
     assert counts['total'] == counts['backbone'] + counts['decode_head']
     del converted['decode_head.conv_seg.bias']
     with pytest.raises(RuntimeError, match='conv_seg.bias'):
-        check_converted_checkpoint(converted, cfg)
+        load_tool().check_converted_checkpoint(converted, cfg)
 
 
 def test_check_loads_a_classifier_strictly():
@@ -500,7 +500,7 @@ def test_check_loads_a_classifier_strictly():
             head=dict(type='LinearClsHead', num_classes=NUM_CLASSES,
                       in_channels=FINAL_CHANNELS)))
     converted = convert_official_checkpoint(authors_checkpoint('v2', 'cls'), 'cls')
-    counts = check_converted_checkpoint(converted, cfg)
+    counts = load_tool().check_converted_checkpoint(converted, cfg)
     assert list(counts) == ['backbone', 'neck', 'head', 'total']
 
 
@@ -547,7 +547,7 @@ def test_each_authors_model_gets_a_shipped_config_that_loads_it_strictly(task, a
     assert config is not None and f'mdeq-{arch}_official_' in config
     cfg = Config.fromfile(config)
     converted = convert_official_checkpoint(source, task, arch=cfg.model.backbone.arch)
-    check_converted_checkpoint(converted, cfg)
+    load_tool().check_converted_checkpoint(converted, cfg)
     if task == 'seg':
         assert cfg.model.decode_head.align_corners
     assert cfg.model.backbone.eval_max_iter in (26, 27)

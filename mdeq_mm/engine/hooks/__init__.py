@@ -3,9 +3,9 @@ from .deq_eval_budget_hook import DEQEvalBudgetHook
 from .deq_solver_stats_hook import DEQSolverStatsHook
 from .deq_warmup_hook import DEQWarmupHook
 from .jacobian_reg_hook import JacobianRegHook
-from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+from .mdeq_hook import MDEQHook, get_mdeq_backbone, unwrap_model
 
 __all__ = [
-    'DEQEvalBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook', 'JacobianRegHook',
+    'DEQEvalBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook', 'JacobianRegHook', 'MDEQHook',
     'get_mdeq_backbone', 'unwrap_model'
 ]

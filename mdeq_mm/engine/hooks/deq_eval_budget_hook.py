@@ -2,19 +2,18 @@
 from typing import Optional
 
 import torch
-from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
 from mdeq_mm.deq import spectral_radius
-from mdeq_mm.deq.solve import check_int
-from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+from mdeq_mm.deq.checks import check_int
+from .mdeq_hook import MDEQHook, unwrap_model
 
 SPECTRAL_RADIUS_KEY = 'val/deq_spectral_radius'
 
 
 @HOOKS.register_module()
-class DEQEvalBudgetHook(Hook):
+class DEQEvalBudgetHook(MDEQHook):
     """Evaluate the MDEQ with its own forward solver budget (anytime inference).
 
     Sets the backbone's ``eval_max_iter`` to ``max_iter`` for validation and testing and
@@ -62,29 +61,18 @@ class DEQEvalBudgetHook(Hook):
         self.power_iters = power_iters
         self.num_samples = num_samples
 
-    def before_run(self, runner) -> None:
-        """Fail early if the model has no MDEQ backbone."""
-        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
-
-    def before_val(self, runner) -> None:
-        self._set_budget()
-
-    def after_val(self, runner) -> None:
-        self._restore_budget()
-
-    def before_test(self, runner) -> None:
-        self._set_budget()
-
-    def after_test(self, runner) -> None:
-        self._restore_budget()
-
-    def _set_budget(self) -> None:
+    # mmengine's Hook hands before_{val,test}_epoch and after_{val,test}_epoch to these two
+    # methods with the loop's mode.
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        if mode == 'train':
+            return
         self._saved_max_iter = self.backbone.eval_max_iter
         if self.max_iter is not None:
             self.backbone.eval_max_iter = self.max_iter
 
-    def _restore_budget(self) -> None:
-        self.backbone.eval_max_iter = self._saved_max_iter
+    def _after_epoch(self, runner, mode: str = 'train') -> None:
+        if mode != 'train':
+            self.backbone.eval_max_iter = self._saved_max_iter
 
     def before_val_iter(self, runner, batch_idx: int, data_batch: DATA_BATCH = None) -> None:
         """Estimate the spectral radius on the first batch, if asked to."""

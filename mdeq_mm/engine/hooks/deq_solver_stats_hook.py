@@ -3,13 +3,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.dist import all_reduce
-from mmengine.hooks import Hook, LoggerHook
+from mmengine.hooks import LoggerHook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 from torch import Tensor, nn
 
-from mdeq_mm.deq.solve import check_int, check_number
-from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+from mdeq_mm.deq.checks import check_int, check_number
+from .mdeq_hook import MDEQHook, forward_mode
 
 FWD_STEPS = 'deq_fwd_steps'
 FWD_REL_RES = 'deq_fwd_rel_res'
@@ -26,7 +26,7 @@ REMOVED_KEY = 'deq_fallbacks'
 
 
 @HOOKS.register_module()
-class DEQSolverStatsHook(Hook):
+class DEQSolverStatsHook(MDEQHook):
     """Log how hard the MDEQ solvers work, flag unreliable predictions, and warn when the
     forward solve stops converging.
 
@@ -82,15 +82,11 @@ class DEQSolverStatsHook(Hook):
         self._window: List[float] = []
         self._window_size = warn_window
         self._eval_sums: Optional[Tensor] = None
-        self._handle = None
 
     def before_run(self, runner) -> None:
         """Find the backbone, flag predictions, and make the training keys window means."""
-        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = unwrap_model(runner.model).register_forward_hook(
-            self._flag_predictions, with_kwargs=True)
+        super().before_run(runner)
+        self.hook_model_forward(runner, self._flag_predictions)
         interval = next((hook.interval for hook in runner.hooks if isinstance(hook, LoggerHook)),
                         runner.log_processor.window_size)
         self._window_size = self.warn_window or interval
@@ -105,11 +101,6 @@ class DEQSolverStatsHook(Hook):
         for key in TRAIN_KEYS:
             if key not in configured:
                 custom_cfg.append(dict(data_src=key, method_name='mean', window_size=interval))
-
-    def after_run(self, runner) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
 
     def after_train_iter(self,
                          runner,
@@ -155,38 +146,29 @@ class DEQSolverStatsHook(Hook):
                 f'min {min(window):.4g}, max {max(window):.4g}. Consider a larger forward '
                 'max_iter, Jacobian regularization (JacobianRegHook) or a lower learning rate.')
 
-    def before_val_epoch(self, runner) -> None:
-        self._begin_eval(runner, 'val')
-
-    def after_val_iter(self,
-                       runner,
-                       batch_idx: int,
-                       data_batch: DATA_BATCH = None,
-                       outputs: Optional[Sequence] = None) -> None:
-        self._collect_eval()
-
-    def after_val_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        self._log_eval(runner, 'val')
-
-    def before_test_epoch(self, runner) -> None:
-        self._begin_eval(runner, 'test')
-
-    def after_test_iter(self,
-                        runner,
-                        batch_idx: int,
-                        data_batch: DATA_BATCH = None,
-                        outputs: Optional[Sequence] = None) -> None:
-        self._collect_eval()
-
-    def after_test_epoch(self, runner, metrics: Optional[Dict[str, float]] = None) -> None:
-        self._log_eval(runner, 'test')
-
-    def _begin_eval(self, runner, mode: str) -> None:
+    # mmengine's Hook hands before_{val,test}_epoch, after_{val,test}_iter and
+    # after_{val,test}_epoch to the three methods below with the loop's mode.
+    def _before_epoch(self, runner, mode: str = 'train') -> None:
+        if mode == 'train':
+            return
         # The window mean configured for the training keys also applies to these keys, so
         # earlier runs' values are dropped to make the logged value this run's mean.
         for key in EVAL_KEYS:
             runner.message_hub.log_scalars.pop(f'{mode}/{key}', None)
         self._eval_sums = None
+
+    def _after_iter(self,
+                    runner,
+                    batch_idx: int,
+                    data_batch: DATA_BATCH = None,
+                    outputs: Optional[Sequence] = None,
+                    mode: str = 'train') -> None:
+        if mode != 'train':
+            self._collect_eval()
+
+    def _after_epoch(self, runner, mode: str = 'train') -> None:
+        if mode != 'train':
+            self._log_eval(runner, mode)
 
     def _collect_eval(self) -> None:
         fwd = self.backbone.last_forward_stats
@@ -222,7 +204,7 @@ class DEQSolverStatsHook(Hook):
     def _flag_predictions(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any],
                           output: Any) -> None:
         """Forward hook: ``deq_failed`` into the metainfo of each predicted data sample."""
-        mode = kwargs.get('mode', args[2] if len(args) > 2 else None)
+        mode = forward_mode(args, kwargs)
         failed = self.backbone.last_failed
         if mode != 'predict' or failed is None or len(output) != len(failed):
             return

@@ -1,16 +1,15 @@
 """Unrolled warm-up, then equilibrium training."""
 from typing import Optional
 
-from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
-from mdeq_mm.deq.solve import check_int, check_number
-from .mdeq_backbone import get_mdeq_backbone
+from mdeq_mm.deq.checks import check_int, check_number
+from .mdeq_hook import MDEQHook
 
 
 @HOOKS.register_module()
-class DEQWarmupHook(Hook):
+class DEQWarmupHook(MDEQHook):
     """Train the MDEQ unrolled for the first iterations, then at equilibrium.
 
     During the warm-up the backbone applies its layer ``unrolled_layers`` times from zero and
@@ -52,10 +51,6 @@ class DEQWarmupHook(Hook):
 
     def _mode_at(self, iteration: int) -> str:
         return 'unrolled' if iteration < self.warmup_iters else 'equilibrium'
-
-    def before_run(self, runner) -> None:
-        """Fail early if the model has no MDEQ backbone."""
-        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
 
     def before_train(self, runner) -> None:
         """Resolve the warm-up length, then set and log the mode training starts in."""

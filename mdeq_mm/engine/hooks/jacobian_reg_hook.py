@@ -2,19 +2,18 @@
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
-from mmengine.hooks import Hook
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 from torch import nn
 
-from mdeq_mm.deq.solve import check_int, check_number
-from .mdeq_backbone import get_mdeq_backbone, unwrap_model
+from mdeq_mm.deq.checks import check_int, check_number
+from .mdeq_hook import MDEQHook, forward_mode
 
 LOSS_KEY = 'loss_jac'
 
 
 @HOOKS.register_module()
-class JacobianRegHook(Hook):
+class JacobianRegHook(MDEQHook):
     """Add ``weight * ||J_f||_F^2 / numel`` to the losses on a random fraction of iterations.
 
     The Hutchinson estimate of the Frobenius norm of the layer's Jacobian at the fixed point
@@ -89,7 +88,6 @@ class JacobianRegHook(Hook):
         self.num_probes = num_probes
         self.seed = seed
         self._active_weight = 0.0
-        self._handle = None
 
     def weight_at(self, iteration: int, deq_mode: str) -> float:
         """Scheduled weight at ``iteration`` with the backbone in ``deq_mode``."""
@@ -106,11 +104,8 @@ class JacobianRegHook(Hook):
 
     def before_run(self, runner) -> None:
         """Find the backbone and hook the loss dict of the data model."""
-        self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
-        if self._handle is not None:
-            self._handle.remove()
-        self._handle = unwrap_model(runner.model).register_forward_hook(
-            self._add_loss, with_kwargs=True)
+        super().before_run(runner)
+        self.hook_model_forward(runner, self._add_loss)
 
     def before_train_iter(self,
                           runner,
@@ -136,11 +131,6 @@ class JacobianRegHook(Hook):
     def before_test(self, runner) -> None:
         self._disarm()
 
-    def after_run(self, runner) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-
     def _disarm(self) -> None:
         self._active_weight = 0.0
         self.backbone.jacobian_probes = 0
@@ -150,8 +140,8 @@ class JacobianRegHook(Hook):
         """Forward hook: a copy of the loss dict with ``loss_jac`` added, if due."""
         if not self._active_weight or not isinstance(output, dict):
             return None
-        mode = kwargs.get('mode', args[2] if len(args) > 2 else None)
-        jac_loss = self.backbone.jacobian_loss
-        if mode != 'loss' or jac_loss is None:
+        mode = forward_mode(args, kwargs)
+        jacobian_loss = self.backbone.jacobian_loss
+        if mode != 'loss' or jacobian_loss is None:
             return None
-        return {**output, LOSS_KEY: self._active_weight * jac_loss}
+        return {**output, LOSS_KEY: self._active_weight * jacobian_loss}

@@ -9,10 +9,9 @@ from mmengine.model import BaseModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from mdeq_mm.deq import DEQCore, SolverState, SolverStats, StatePacker
+from mdeq_mm.deq import DEQ_MODES, DEQCore, SolverState, SolverStats, StatePacker
 from ..layers import MDEQModule
 
-DEQ_MODES = ('equilibrium', 'unrolled')
 STEM_STRIDES = (1, 2, 4)
 # The first relative residual of a cold start: ||f(0) - 0|| / ||f(0)|| = 1 (up to its eps). A
 # warm start whose first residual is not below it is no better than zeros (e.g. a scene cut).
@@ -187,8 +186,14 @@ class MDEQ(BaseModule):
         self._last_probe_f_evals = 0
 
     @classmethod
-    def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
-        """Resolve a preset name or dict into a complete, checked arch dict."""
+    def resolve_arch(cls, arch: Union[str, dict]) -> Dict[str, Any]:
+        """The complete arch dict of a preset name or a partial dict: known keys only, the
+        channels checked, the defaults filled in (e.g. to compare weights with an arch).
+
+        Example:
+            >>> MDEQ.resolve_arch(dict(num_channels=(8, 16)))['expansion']
+            5
+        """
         if isinstance(arch, str):
             if arch not in cls.arch_settings:
                 raise ValueError(f'unknown MDEQ arch {arch!r}; choose one of '
@@ -208,7 +213,12 @@ class MDEQ(BaseModule):
                            for c in channels)):
             raise ValueError('MDEQ arch num_channels must be a non-empty tuple of positive ints, '
                              f'one per branch, e.g. (32, 64, 128, 256); got {channels!r}')
-        parsed = {**cls.arch_defaults, **arch}
+        return {**cls.arch_defaults, **arch}
+
+    @classmethod
+    def _parse_arch(cls, arch: Union[str, dict], f_norm_cfg: dict) -> Dict[str, Any]:
+        """Resolve a preset name or dict into a complete arch dict this class can build."""
+        parsed = cls.resolve_arch(arch)
         if parsed['stem_stride'] not in STEM_STRIDES:
             raise ValueError(f"stem_stride must be one of {STEM_STRIDES}, got "
                              f"{parsed['stem_stride']!r}")
@@ -324,7 +334,7 @@ class MDEQ(BaseModule):
     def jacobian_loss(self) -> Optional[Tensor]:
         """Hutchinson estimate of ||J_f||_F^2 / numel from the latest training forward, if
         ``jacobian_probes > 0`` was set for it (hooks set it on regularized iterations)."""
-        return self.deq.last_jac_loss
+        return self.deq.last_jacobian_loss
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -447,7 +457,7 @@ class MDEQ(BaseModule):
         self._last_probe_f_evals = 0
         if init_state is None:
             mode = self.deq_mode if self.training else 'equilibrium'
-            outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
+            outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
         else:
             outs = self._solve_warm(f, z0)
         if nonfinite is None:

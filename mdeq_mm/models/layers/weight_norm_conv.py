@@ -15,8 +15,15 @@ from torch import Tensor
 _IntOrPair = Union[int, Tuple[int, int]]
 
 
-def _channel_norm(weight: Tensor) -> Tensor:
-    """L2 norm of each output channel's filter, shaped (out, 1, 1, 1)."""
+def channel_norm(weight: Tensor) -> Tensor:
+    """L2 norm of each output channel's filter, shaped (out, 1, 1, 1): the ``weight_g`` that
+    makes a weight-normalized conv compute ``weight``.
+
+    Example:
+        >>> import torch
+        >>> channel_norm(torch.full((2, 1, 2, 2), 3.0)).flatten().tolist()
+        [6.0, 6.0]
+    """
     return torch.linalg.vector_norm(
         weight, dim=tuple(range(1, weight.dim())), keepdim=True)
 
@@ -79,13 +86,13 @@ class WeightNormConv2d(nn.Conv2d):
         # its direction and magnitude.
         weight = self._parameters.pop('weight').detach()
         self.weight_v = nn.Parameter(weight.clone())
-        self.weight_g = nn.Parameter(_channel_norm(weight))
+        self.weight_g = nn.Parameter(channel_norm(weight))
         self._cached_weight: Optional[Tensor] = None
         self._cached_versions: Tuple[int, int] = (-1, -1)
 
     def compute_weight(self) -> Tensor:
         """Return ``g * v / ||v||`` (differentiable in g and v)."""
-        return self.weight_v * (self.weight_g / _channel_norm(self.weight_v))
+        return self.weight_v * (self.weight_g / channel_norm(self.weight_v))
 
     def reset_weight(self) -> None:
         """Compute and cache the normalized weight for the coming forward."""

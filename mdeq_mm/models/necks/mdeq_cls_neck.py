@@ -5,74 +5,21 @@ import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.registry import MODELS
+from mmpretrain.models.backbones.resnet import Bottleneck
 from torch import Tensor
 
-
-class HeadBottleneck(nn.Module):
-    """ResNet bottleneck (1x1 -> 3x3 -> 1x1, expansion 4) widening a branch.
-
-    A 1x1 conv + norm projects the shortcut when the channels differ.
-
-    Args:
-        in_channels (int): Input channels.
-        mid_channels (int): Bottleneck width; the output has
-            ``expansion * mid_channels`` channels.
-        norm_cfg (dict): Config of the norm layers.
-    """
-
-    expansion = 4
-
-    def __init__(self, in_channels: int, mid_channels: int,
-                 norm_cfg: dict) -> None:
-        super().__init__()
-        out_channels = mid_channels * self.expansion
-        self.conv1 = nn.Conv2d(in_channels, mid_channels, 1, bias=False)
-        self.norm1_name, norm1 = build_norm_layer(
-            norm_cfg, mid_channels, postfix=1)
-        self.add_module(self.norm1_name, norm1)
-        self.conv2 = nn.Conv2d(
-            mid_channels, mid_channels, 3, padding=1, bias=False)
-        self.norm2_name, norm2 = build_norm_layer(
-            norm_cfg, mid_channels, postfix=2)
-        self.add_module(self.norm2_name, norm2)
-        self.conv3 = nn.Conv2d(mid_channels, out_channels, 1, bias=False)
-        self.norm3_name, norm3 = build_norm_layer(
-            norm_cfg, out_channels, postfix=3)
-        self.add_module(self.norm3_name, norm3)
-        self.relu = nn.ReLU(inplace=True)
-        self.downsample = None
-        if in_channels != out_channels:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, bias=False),
-                build_norm_layer(norm_cfg, out_channels)[1])
-
-    @property
-    def norm1(self) -> nn.Module:
-        return getattr(self, self.norm1_name)
-
-    @property
-    def norm2(self) -> nn.Module:
-        return getattr(self, self.norm2_name)
-
-    @property
-    def norm3(self) -> nn.Module:
-        return getattr(self, self.norm3_name)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self.relu(self.norm2(self.conv2(out)))
-        out = self.norm3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
+# The bottlenecks widen each branch four times, as in ResNet and the authors' head.
+BOTTLENECK_EXPANSION = 4
 
 
 @MODELS.register_module()
 class MDEQClsNeck(BaseModule):
     """HRNet-style fusion of any number of MDEQ branches for classification.
 
-    Each branch is widened by a bottleneck (``in_channels[i]`` ->
-    ``4 * head_channels[i]``). Starting from the finest branch, the running
-    sum is downsampled (conv3x3 stride 2 + norm + ReLU) and added to the next
+    Each branch is widened by mmpretrain's ResNet ``Bottleneck``
+    (``in_channels[i]`` -> ``4 * head_channels[i]``, with a projected
+    shortcut where the widths differ). Starting from the finest branch, the
+    running sum is downsampled (conv3x3 stride 2 + norm + ReLU) and added to the next
     branch, then a conv1x1 + norm + ReLU maps it to ``final_channels`` and a
     global average pool gives one vector per image. Unlike
     ``HRFuseScales`` it takes any number of branches and any widths.
@@ -127,7 +74,7 @@ class MDEQClsNeck(BaseModule):
         self.final_channels = final_channels
         self.norm_cfg = norm_cfg
 
-        widths = [HeadBottleneck.expansion * h for h in self.head_channels]
+        widths = [BOTTLENECK_EXPANSION * h for h in self.head_channels]
         self.incre_modules = self._make_incre_modules()
         self.downsamp_modules = nn.ModuleList([
             self._make_conv_norm_relu(widths[i], widths[i + 1], 3, stride=2)
@@ -139,9 +86,23 @@ class MDEQClsNeck(BaseModule):
     def _make_incre_modules(self) -> nn.ModuleList:
         """One single-block layer per branch, as in HRNet's ResLayer."""
         return nn.ModuleList([
-            nn.Sequential(HeadBottleneck(c, h, self.norm_cfg))
+            nn.Sequential(self._make_bottleneck(c, BOTTLENECK_EXPANSION * h))
             for c, h in zip(self.in_channels, self.head_channels)
         ])
+
+    def _make_bottleneck(self, in_channels: int, out_channels: int) -> Bottleneck:
+        """A bottleneck whose shortcut is a conv1x1 + norm when the widths differ."""
+        downsample = None
+        if in_channels != out_channels:
+            downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                build_norm_layer(self.norm_cfg, out_channels)[1])
+        return Bottleneck(
+            in_channels,
+            out_channels,
+            expansion=BOTTLENECK_EXPANSION,
+            downsample=downsample,
+            norm_cfg=self.norm_cfg)
 
     def _make_conv_norm_relu(self,
                              in_channels: int,

@@ -3,8 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mdeq_mm.models.layers import (WeightNormConv2d, build_fuse_layers,
-                                   build_post_fuse_layers, fuse_branches)
+from mdeq_mm.models.layers import WeightNormConv2d
+from mdeq_mm.models.layers.fusion import build_fuse_layers, build_post_fuse_layers, fuse_branches
 
 GROUPS = 4
 CHANNELS = (8, 16, 8, 16)

@@ -6,8 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mdeq_mm.models.layers import (WeightNormConv2d, make_conv,
-                                   reset_weight_norm)
+from mdeq_mm.models.layers.weight_norm_conv import (WeightNormConv2d, make_conv,
+                                                   reset_weight_norm)
 
 
 def hand_weight(g, v):

@@ -7,6 +7,7 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import get_mdeq_backbone, unwrap_model
+from mdeq_mm.engine.hooks.mdeq_hook import forward_mode
 from mdeq_mm.models import MDEQ
 
 HOOKS = [
@@ -39,6 +40,15 @@ def test_finds_the_backbone_anywhere_and_through_wrappers():
     wrapped = nn.DataParallel(model)
     assert unwrap_model(wrapped) is model
     assert get_mdeq_backbone(wrapped, 'SomeHook') is model.body[1]
+
+
+@pytest.mark.parametrize('args, kwargs, mode', [
+    (('inputs', 'samples', 'loss'), {}, 'loss'),
+    (('inputs', ), dict(data_samples='samples', mode='predict'), 'predict'),
+    (('inputs', ), {}, 'tensor'),
+])
+def test_forward_mode_is_read_by_name_by_position_or_defaults_like_base_model(args, kwargs, mode):
+    assert forward_mode(args, kwargs) == mode
 
 
 def test_plain_model_is_rejected_with_a_clear_error():

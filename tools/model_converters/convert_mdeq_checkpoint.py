@@ -10,26 +10,28 @@ with (``configs/mdeq/*_official_*.py``).
 
 Example::
 
-    python tools/convert_mdeq_checkpoint.py MDEQ_Small_Cls.pkl mdeq-small_in1k.pth \\
+    python tools/model_converters/convert_mdeq_checkpoint.py MDEQ_Small_Cls.pkl mdeq-small_in1k.pth \\
         --task cls --arch small --check CONFIG
 """
 import argparse
 import json
 import os.path as osp
 import pickle
-from typing import Optional, Sequence
+from collections import OrderedDict
+from typing import Mapping, Optional, Sequence, Union
 
 import torch
 from mmengine.config import Config
+from mmengine.registry import MODELS, init_default_scope
 
 import mdeq_mm
 from mdeq_mm.models.backbones import MDEQ
 from mdeq_mm.models.official_checkpoint import (TASKS, OfficialLayout,
-                                                check_converted_checkpoint,
                                                 convert_official_checkpoint,
                                                 describe_official_checkpoint)
 
-CONFIG_DIR = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'mdeq')
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'mdeq')
 # The authors' models: ImageNet classifiers and Cityscapes segmenters (task, classes), and
 # (task, arch) -> the config that evaluates the converted checkpoint with their test settings.
 OFFICIAL_CLASSES = (('cls', 1000), ('seg', 19))
@@ -72,6 +74,37 @@ def load_official(path: str, trust_pickle: bool = False) -> dict:
     except pickle.UnpicklingError as err:
         raise RuntimeError(f'{path} holds objects other than tensors and plain containers; '
                            f'if you trust the file, rerun with --trust-pickle') from err
+
+
+def check_converted_checkpoint(state_dict: Mapping[str, torch.Tensor],
+                               cfg: Union[str, dict, Config]) -> 'OrderedDict[str, int]':
+    """Build ``cfg.model`` and load ``state_dict`` into it with ``strict=True``.
+
+    Args:
+        state_dict (Mapping[str, Tensor]): A converted state dict.
+        cfg (str | dict | Config): A config (or its path) with ``model`` and ``default_scope``
+            ('mmseg' or 'mmpretrain').
+
+    Returns:
+        OrderedDict[str, int]: Parameter counts of the model's parts that have parameters
+        (e.g. backbone, neck, head) and the total.
+    """
+    if isinstance(cfg, str):
+        cfg = Config.fromfile(cfg)
+    scope = cfg.get('default_scope')
+    if scope is None:
+        raise ValueError("the config needs a default_scope ('mmseg' or 'mmpretrain') to build "
+                         'its model')
+    init_default_scope(scope)
+    model = MODELS.build(cfg['model'])
+    model.load_state_dict(state_dict, strict=True)
+    counts = OrderedDict()
+    for name, child in model.named_children():
+        num = sum(p.numel() for p in child.parameters())
+        if num:
+            counts[name] = num
+    counts['total'] = sum(p.numel() for p in model.parameters())
+    return counts
 
 
 def official_config(task: str, layout: OfficialLayout) -> Optional[str]:
