@@ -1,24 +1,19 @@
 """Cold vs warm start measured on generated sequences through mmseg's inference API."""
-import os.path as osp
-
 import numpy as np
 import pytest
 
 from mdeq_mm.analysis import measure_warm_start, plot_warm_start
 from mdeq_mm.datasets import render_street_sequence
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEMO_CONFIG = osp.join(REPO, 'configs', 'mdeq',
-                       'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
 # an untrained model reaches this relative residual from zeros in a few steps
 LOOSE_TOL = 0.9
 
 
 @pytest.fixture(scope='module')
-def segmentor():
+def segmentor(demo_config):
     import mdeq_mm  # noqa: F401
     from mmseg.apis import init_model
-    return init_model(DEMO_CONFIG, None, device='cpu')
+    return init_model(demo_config, None, device='cpu')
 
 
 def test_both_runs_cover_every_frame_and_the_solver_settings_come_back(segmentor, tmp_path):
