@@ -8,7 +8,7 @@ NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
 ``propose(z, fz, active) -> Tensor``.
 """
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -81,6 +81,14 @@ class SolverConfig:
         divergence_factor (float): A sample is flagged ``diverged`` when its
             absolute residual exceeds this factor times its starting
             residual. Default: 1e3.
+        stall_steps (int, optional): Stagnation rule: a sample stops, flagged
+            ``stalled``, when its best residual (``stop_mode``) is still above
+            ``stall_ratio`` times what it was ``stall_steps`` evaluations
+            earlier, i.e. a solve that no longer gains that factor over that
+            window spends no more of its budget. None (default) never stops
+            on stagnation.
+        stall_ratio (float): Reduction in ``(0, 1)`` the best residual must
+            reach over ``stall_steps`` evaluations. Default: 0.5.
     """
 
     type: str = 'broyden'
@@ -93,6 +101,8 @@ class SolverConfig:
     beta: float = 1.0
     check_every: int = 4
     divergence_factor: float = 1e3
+    stall_steps: Optional[int] = None
+    stall_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.type not in SOLVERS:
@@ -107,6 +117,11 @@ class SolverConfig:
         check_number('beta', self.beta, 0.0)
         check_int('check_every', self.check_every, 1)
         check_number('divergence_factor', self.divergence_factor, 1.0)
+        if self.stall_steps is not None:
+            check_int('stall_steps', self.stall_steps, 1)
+        check_number('stall_ratio', self.stall_ratio, 0.0)
+        if self.stall_ratio >= 1.0:
+            raise ValueError(f'stall_ratio must be in (0, 1), got {self.stall_ratio!r}')
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> 'SolverConfig':
@@ -151,6 +166,9 @@ class _Tracker:
         self.steps = torch.zeros(batch, dtype=torch.long, device=z0.device)
         self.nan = torch.zeros(batch, dtype=torch.bool, device=z0.device)
         self.diverged = torch.zeros_like(self.nan)
+        self.stalled = torch.zeros_like(self.nan)
+        # best residual (stop_mode) after each of the last stall_steps + 1 evaluations
+        self.best_history: List[Tensor] = []
         self.active = torch.ones_like(self.nan)
         self.start_abs = self.best_abs
         self.abs_trace = z0.new_empty(cfg.max_iter, batch)
@@ -183,7 +201,20 @@ class _Tracker:
         self.nan |= bad
         self.diverged |= grown
         self.active = active & ~bad & ~grown & ~(res < self.cfg.tol)
+        if self.cfg.stall_steps is not None:
+            self._check_stall(step)
         return abs_res, rel_res
+
+    def _check_stall(self, step: int) -> None:
+        """Stop samples whose best residual fell by less than ``stall_ratio`` in ``stall_steps``."""
+        best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
+        self.best_history.append(best)
+        if step < self.cfg.stall_steps:
+            return
+        earlier = self.best_history.pop(0)
+        stalled = self.active & ~(best <= self.cfg.stall_ratio * earlier)
+        self.stalled |= stalled
+        self.active = self.active & ~stalled
 
     def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
         return SolverStats(
@@ -195,6 +226,7 @@ class _Tracker:
             rel_trace=self.rel_trace[:nfe],
             nan=self.nan,
             diverged=self.diverged,
+            stalled=self.stalled,
             nfe=nfe,
             tol=self.cfg.tol,
             stop_mode=self.cfg.stop_mode,
@@ -213,6 +245,8 @@ def solve(f: Callable[[Tensor], Tensor],
           beta: float = 1.0,
           check_every: int = 4,
           divergence_factor: float = 1e3,
+          stall_steps: Optional[int] = None,
+          stall_ratio: float = 0.5,
           callback: Optional[Callable[[SolverState], Optional[bool]]] = None
           ) -> Tuple[Tensor, SolverStats]:
     """Find ``z* = f(z*)`` per sample and return the lowest-residual iterate.
@@ -243,6 +277,10 @@ def solve(f: Callable[[Tensor], Tensor],
             Default: 4.
         divergence_factor (float): Residual growth that flags divergence.
             Default: 1e3.
+        stall_steps (int, optional): Stop a sample whose best residual did
+            not fall below ``stall_ratio`` times its value ``stall_steps``
+            evaluations earlier (see :class:`SolverConfig`). Default: None.
+        stall_ratio (float): See ``stall_steps``. Default: 0.5.
         callback (Callable, optional): Called with a :class:`SolverState`
             after every evaluation; returning True stops the solve.
 
@@ -252,7 +290,8 @@ def solve(f: Callable[[Tensor], Tensor],
     """
     cfg = SolverConfig(type=solver, max_iter=max_iter, tol=tol, stop_mode=stop_mode,
                        memory=memory, tau=tau, lam=lam, beta=beta, check_every=check_every,
-                       divergence_factor=divergence_factor)
+                       divergence_factor=divergence_factor, stall_steps=stall_steps,
+                       stall_ratio=stall_ratio)
     if z0.dim() != 2:
         raise ValueError(f'solve expects a flat (B, D) state, got shape {tuple(z0.shape)}')
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
