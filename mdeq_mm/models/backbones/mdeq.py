@@ -10,7 +10,7 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from mdeq_mm.deq import DEQCore, SolverStats, StatePacker
-from ..layers import MDEQModule
+from ..layers import MDEQModule, release_weight_norm
 
 DEQ_MODES = ('equilibrium', 'unrolled')
 STEM_STRIDES = (1, 2, 4)
@@ -391,6 +391,8 @@ class MDEQ(BaseModule):
         f, z0 = self.fixed_point_problem(x)
         mode = self.deq_mode if self.training else 'equilibrium'
         outs = tuple(self.deq(f, z0, mode=mode, jac_probes=self.jacobian_probes))
+        # the graph holds the normalized weights the backward needs; the cache need not
+        release_weight_norm(self.f)
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)
