@@ -5,7 +5,7 @@ NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
 ``(z, f(z))`` into the next iterate. A solver class provides ``options`` (the
 :class:`SolverConfig` fields its constructor takes besides ``z0`` and
 ``max_iter``), a 0-dim long tensor ``degenerate`` and
-``propose(z, fz, active) -> Tensor``.
+``propose(z, fz, g, active) -> Tensor`` (``g = fz - z``, computed once by the loop).
 """
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -136,6 +136,27 @@ class SolverConfig:
         return kwargs
 
 
+def pick_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Per sample ``a if mask else b`` for ``(B, D)`` tensors, exactly; may return ``a`` or ``b``.
+
+    On CPU ``torch.where`` runs a scalar loop, several times slower than copying the same
+    bytes, and reading the mask costs no device sync: there whole rows are copied (nothing
+    when all or no samples take ``a``). Elsewhere it is one ``torch.where``.
+    """
+    if a.device.type != 'cpu':
+        return torch.where(mask.unsqueeze(1), a, b)
+    take = mask.tolist()
+    if all(take):
+        return a
+    if not any(take):
+        return b
+    out = b.clone()
+    for row, use_a in enumerate(take):
+        if use_a:
+            out[row] = a[row]
+    return out
+
+
 @dataclass
 class SolverState:
     """What a ``callback`` sees after each evaluation of ``f``.
@@ -174,9 +195,9 @@ class _Tracker:
         self.abs_trace = z0.new_empty(cfg.max_iter, batch)
         self.rel_trace = z0.new_empty(cfg.max_iter, batch)
 
-    def record(self, step: int, z: Tensor, fz: Tensor) -> Tuple[Tensor, Tensor]:
-        """Book the residual of iterate ``step`` and update the per-sample state."""
-        abs_res = torch.linalg.vector_norm(fz - z, dim=1)
+    def record(self, step: int, z: Tensor, fz: Tensor, g: Tensor) -> Tuple[Tensor, Tensor]:
+        """Book the residual ``g = fz - z`` of iterate ``step`` and update the per-sample state."""
+        abs_res = torch.linalg.vector_norm(g, dim=1)
         rel_res = abs_res / (torch.linalg.vector_norm(fz, dim=1) + REL_EPS)
         self.abs_trace[step] = abs_res
         self.rel_trace[step] = rel_res
@@ -190,7 +211,7 @@ class _Tracker:
         else:
             best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
             improve = active & finite & (res < best)
-        self.best_z = torch.where(improve.unsqueeze(1), z, self.best_z)
+        self.best_z = pick_rows(improve, z, self.best_z)
         self.best_abs = torch.where(improve, abs_res, self.best_abs)
         self.best_rel = torch.where(improve, rel_res, self.best_rel)
         self.best_step = torch.where(improve, torch.full_like(self.best_step, step),
@@ -322,7 +343,8 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
         fz = fz.to(z.dtype)
         nfe += 1
         with torch.autocast(device_type, enabled=False):
-            abs_res, rel_res = tracker.record(step, z, fz)
+            g = fz - z
+            abs_res, rel_res = tracker.record(step, z, fz, g)
             if callback is not None and callback(
                     SolverState(nfe, abs_res, rel_res, tracker.active)):
                 break
@@ -330,6 +352,6 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
                 break
             if nfe % cfg.check_every == 0 and not bool(tracker.active.any()):
                 break
-            proposal = impl.propose(z, fz, tracker.active)
-            z = torch.where(tracker.active.unsqueeze(1), proposal, tracker.best_z)
+            proposal = impl.propose(z, fz, g, tracker.active)
+            z = pick_rows(tracker.active, proposal, tracker.best_z)
     return tracker.best_z, tracker.stats(nfe, impl.degenerate)

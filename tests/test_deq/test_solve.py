@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mdeq_mm.deq import SOLVERS, SolverConfig, solve
+from mdeq_mm.deq.solve import pick_rows
 
 DTYPE = torch.float64
 
@@ -268,3 +269,15 @@ def test_stall_rule_keeps_a_solve_that_gains_the_factor_in_every_window():
     z_stall, stall = solve(f, torch.zeros_like(z_star), stall_steps=5, **common)
     assert not stall.stalled.any() and bool(stall.converged.all())
     assert torch.equal(z_stall, z_plain) and stall.nfe == plain.nfe
+
+
+@pytest.mark.parametrize('mask', [[True, False, True], [True] * 3, [False] * 3])
+def test_pick_rows_takes_whole_rows_exactly_even_next_to_nan(mask):
+    a = torch.randn(3, 5, dtype=DTYPE)
+    b = torch.full((3, 5), float('nan'), dtype=DTYPE)
+    b[1] = 2.0
+    mask = torch.tensor(mask)
+    out = pick_rows(mask, a, b)
+    expected = torch.where(mask.unsqueeze(1), a, b)
+    assert torch.equal(out.isnan(), expected.isnan())
+    assert torch.equal(out.nan_to_num(), expected.nan_to_num())
