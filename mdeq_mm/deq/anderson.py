@@ -64,7 +64,7 @@ class AndersonSolver:
         return torch.where(ok.unsqueeze(1), weights, fallback)
 
     def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
-        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active`` marks running samples."""
+        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples."""
         slot = self.count % self.memory
         self.fs[:, slot] = fz
         self.gs[:, slot] = g

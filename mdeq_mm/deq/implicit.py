@@ -202,7 +202,8 @@ class DEQCore(nn.Module):
     returned iterate of flagged samples comes from it), ``last_jac_loss``
     (when ``jac_probes > 0`` in training); after ``backward()``:
     ``last_backward_stats`` and ``last_backward_vjps`` (VJPs of the linear
-    solve plus its phantom fallback; implicit type only; cleared by every call). ``fallback_counts`` counts
+    solve plus its phantom fallback; implicit type only; cleared by every call).
+    ``fallback_counts`` counts
     events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
     ``'backward'`` (some sample missed the backward tolerance; counted for
     every ``on_fail`` policy) and ``'nonfinite'`` (the output still had

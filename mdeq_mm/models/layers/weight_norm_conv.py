@@ -3,8 +3,9 @@
 An MDEQ calls its layer f dozens of times per image (once per solver step).
 Re-normalizing every weight at every call is wasted work and, with autograd,
 wasted graph memory; the weight only changes when the optimizer steps. So the
-normalized weight is computed once per model forward by ``reset_weight`` and
-reused by every call until the next reset.
+normalized weight is computed once per model forward by ``reset_weight``,
+reused by every call and dropped by ``release_weight`` when the forward is done
+(the autograd graph keeps what the backward needs).
 """
 from typing import Optional, Tuple, Union
 
