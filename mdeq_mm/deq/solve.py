@@ -211,7 +211,8 @@ class _Tracker:
         else:
             best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
             improve = active & finite & (res < best)
-        self.best_z = pick_rows(improve, z, self.best_z)
+        if step > 0:  # best_z starts as a copy of z0, which may be the caller's tensor
+            self.best_z = pick_rows(improve, z, self.best_z)
         self.best_abs = torch.where(improve, abs_res, self.best_abs)
         self.best_rel = torch.where(improve, rel_res, self.best_rel)
         self.best_step = torch.where(improve, torch.full_like(self.best_step, step),
@@ -279,7 +280,8 @@ def solve(f: Callable[[Tensor], Tensor],
     treat samples independently. The solver state and all inner products are
     kept in float32 (float64 if ``z0`` is float64) with autocast disabled;
     ``f`` runs under the caller's autocast and its output is cast back. Runs
-    without autograd.
+    without autograd. Iterates may be kept without a copy, so ``f`` must
+    return a new tensor, not a buffer that it overwrites at its next call.
 
     Args:
         f (Callable): Maps a ``(B, D)`` state to ``(B, D)``.

@@ -281,3 +281,12 @@ def test_pick_rows_takes_whole_rows_exactly_even_next_to_nan(mask):
     expected = torch.where(mask.unsqueeze(1), a, b)
     assert torch.equal(out.isnan(), expected.isnan())
     assert torch.equal(out.nan_to_num(), expected.nan_to_num())
+
+
+def test_the_result_never_shares_memory_with_the_callers_start():
+    # z0 stays the best iterate of this diverging map, and is returned as a copy
+    z0 = torch.randn(2, 4, dtype=DTYPE)
+    z, stats = solve(lambda z: 3.0 * z + 1.0, z0, solver='fixed_point', max_iter=5, tol=0.0,
+                     stop_mode='abs')
+    assert stats.best_step.tolist() == [0, 0]
+    assert torch.equal(z, z0) and z.data_ptr() != z0.data_ptr()
