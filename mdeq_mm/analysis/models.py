@@ -107,8 +107,9 @@ def mdeq_budgets(gradient: str,
         return dict(deq_mode='unrolled', unrolled_layers=f_evals)
     forward = dict(type='broyden', max_iter=f_evals, tol=tol, stop_mode='rel')
     if gradient == 'implicit':
+        # no stagnation stop: the backward spends exactly its budget, like the forward
         backward = dict(type='implicit', solver='broyden', max_iter=backward_f_evals or f_evals,
-                        tol=tol)
+                        tol=tol, stall_steps=None)
     elif gradient == 'phantom':
         backward = dict(type='phantom', **(phantom or {}))
     else:

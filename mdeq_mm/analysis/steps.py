@@ -44,6 +44,9 @@ def solver_stats(model: nn.Module) -> Dict[str, Optional[Dict[str, float]]]:
         if stats is not None:
             values = stats.to_dict()
             out[which] = {k: values[k] for k in STAT_KEYS}
+    if out['backward'] is not None:
+        # the linear solve's VJPs plus those of its fallback
+        out['backward']['vjps'] = float(mdeq.deq.last_backward_vjps)
     return out
 
 
@@ -52,7 +55,7 @@ def _mean_stats(history: List[Dict[str, Optional[dict]]]) -> Dict[str, Optional[
     out: Dict[str, Optional[dict]] = {}
     for which in ('forward', 'backward'):
         rows = [h[which] for h in history if h[which] is not None]
-        out[which] = ({k: statistics.fmean(float(r[k]) for r in rows) for k in STAT_KEYS}
+        out[which] = ({k: statistics.fmean(float(r[k]) for r in rows) for k in rows[0]}
                       if rows else None)
     return out
 

@@ -41,8 +41,9 @@ class AndersonSolver:
         self.memory = min(memory or DEFAULT_MEMORY, max_iter)
         self.lam = lam
         self.beta = beta
-        self.fs = z0.new_zeros(batch, self.memory, dim)
-        self.gs = z0.new_zeros(batch, self.memory, dim)
+        # slots are written in order before they are read, so no zero fill
+        self.fs = z0.new_empty(batch, self.memory, dim)
+        self.gs = z0.new_empty(batch, self.memory, dim)
         self.gram = torch.zeros(batch, self.memory, self.memory, dtype=torch.float64,
                                 device=z0.device)
         self.count = 0
@@ -58,16 +59,15 @@ class AndersonSolver:
         weights = sol / sol.sum(dim=1, keepdim=True)
         ok = (info == 0) & torch.isfinite(weights).all(dim=1)
         self.degenerate += (active & ~ok).sum()
-        fallback = torch.nn.functional.one_hot(
-            torch.full_like(info, latest, dtype=torch.long), n).to(gram.dtype)
+        fallback = gram.new_zeros(gram.shape[0], n)
+        fallback[:, latest] = 1.0
         return torch.where(ok.unsqueeze(1), weights, fallback)
 
-    def propose(self, z: Tensor, fz: Tensor, active: Tensor) -> Tensor:
-        """Next iterate from ``z`` and ``f(z)``; ``active`` marks running samples."""
+    def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
+        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples."""
         slot = self.count % self.memory
         self.fs[:, slot] = fz
-        g = self.gs[:, slot]
-        torch.sub(fz, z, out=g)
+        self.gs[:, slot] = g
         self.count += 1
         n = min(self.count, self.memory)
         row = torch.bmm(g.unsqueeze(1), self.gs[:, :n].transpose(1, 2)).squeeze(1).double()

@@ -67,15 +67,14 @@ class BroydenSolver:
         """``B^T x`` with ``B^T = -I + V^T U``."""
         return self._combine(self._coeffs(self.us, x), self.vs) - x
 
-    def propose(self, z: Tensor, fz: Tensor, active: Tensor) -> Tensor:
-        """Next iterate from ``z`` and ``f(z)``; ``active`` marks running samples.
+    def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
+        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active`` marks running samples.
 
         With ``s = -B g_prev`` the step proposed last time and ``y`` the change
         of ``g``, the good-Broyden update ``B' = B + u v^T``, ``v = B^T s``,
         ``u = (s - B y) / (v^T y)`` maps ``y`` to ``s``; ``B y = B g - B g_prev``
         and the next step ``B' g = B g + u (v^T g)`` need no further pass.
         """
-        g = fz - z
         if self.prev_g is None:
             self.prev_g, self.prev_bg = g, -g
             return fz

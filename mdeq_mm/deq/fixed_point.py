@@ -21,8 +21,8 @@ class FixedPointSolver:
         self.tau = tau
         self.degenerate = torch.zeros((), dtype=torch.long, device=z0.device)
 
-    def propose(self, z: Tensor, fz: Tensor, active: Tensor) -> Tensor:
-        """Next iterate from ``z`` and ``f(z)``."""
+    def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
+        """Next iterate from ``z`` and ``f(z)`` (``g = f(z) - z`` unused)."""
         if self.tau == 1.0:
             return fz
         return self.tau * fz + (1.0 - self.tau) * z

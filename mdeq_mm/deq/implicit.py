@@ -32,14 +32,15 @@ IMPLICIT_PHANTOM_KEYS = {'phantom_k': 'k', 'phantom_tau': 'tau'}
 DEPRECATED_ON_FAIL = {'zero': 'detach'}
 DEPRECATED_FALLBACK_TYPES = {'skip': 'detach'}
 DEPRECATED_IMPLICIT_KEYS = {'k': 'phantom_k', 'tau': 'phantom_tau'}
-# An implicit backward that missed its tolerance by less than this relative residual
-# seeds the phantom fallback; a farther best iterate can be far off (much larger than
-# the gradient, e.g. at random initialization), so the phantom then starts afresh.
-SEED_MAX_REL_RES = 0.05
+# The implicit backward stops a sample whose best residual has not halved over this many
+# VJPs (SolverConfig.stall_steps): at a trained state the backward residual falls 2-3x per
+# VJP, and a solve that stalls (e.g. at random initialization) would otherwise spend its
+# whole budget before the fallback runs.
+BACKWARD_STALL_STEPS = 5
 # SolverConfig fields an implicit backward accepts; 'solver' names the type. 'tau' is not one:
 # the linear solve is undamped.
 BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
-                        'check_every', 'divergence_factor')
+                        'check_every', 'divergence_factor', 'stall_steps', 'stall_ratio')
 FALLBACK_KEYS = {
     'fixed_point': ('tau', 'max_iter'),
     'phantom': PHANTOM_KEYS,
@@ -67,13 +68,14 @@ class BackwardConfig:
 
     ``type='implicit'``: exact implicit-function-theorem gradient, a linear
     fixed-point solve with its own ``solver`` settings; ``on_fail`` says what
-    to do for samples whose solve misses ``tol``: ``'phantom'`` (use the
-    phantom gradient with ``k``/``tau``, written ``phantom_k``/``phantom_tau``
-    in the config dict; a near miss, relative residual below
-    ``SEED_MAX_REL_RES``, runs those ``k - 1`` damped steps from its best
-    iterate instead), ``'detach'`` (no gradient from them)
-    or ``'accept'`` (use the best iterate anyway). A ``solver='fixed_point'``
-    linear solve is undamped.
+    to do for samples whose solve misses ``tol``: ``'phantom'`` (``k - 1``
+    damped phantom steps with ``tau``, written ``phantom_k``/``phantom_tau``
+    in the config dict, continued from the solve's best iterate), ``'detach'``
+    (no gradient from them) or ``'accept'`` (use the best iterate anyway). The
+    linear solve stops a stalled sample early (``stall_steps``, default
+    ``BACKWARD_STALL_STEPS``; None spends the whole budget), so the fallback
+    does not wait for a hopeless solve. A ``solver='fixed_point'`` linear solve
+    is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
     point, ``z <- tau f(z) + (1 - tau) z`` (``k=1, tau=1``: Jacobian-free).
 
@@ -96,7 +98,8 @@ class BackwardConfig:
     """
 
     type: str = 'implicit'
-    solver: SolverConfig = field(default_factory=SolverConfig)
+    solver: SolverConfig = field(
+        default_factory=lambda: SolverConfig(stall_steps=BACKWARD_STALL_STEPS))
     on_fail: str = 'phantom'
     k: int = 5
     tau: float = 0.6
@@ -130,6 +133,7 @@ class BackwardConfig:
                 cfg[new] = cfg.pop(old)
         solver = {('type' if key == 'solver' else key): cfg.pop(key)
                   for key in BACKWARD_SOLVER_KEYS if key in cfg}
+        solver.setdefault('stall_steps', BACKWARD_STALL_STEPS)
         phantom = {field: cfg.pop(key) for key, field in IMPLICIT_PHANTOM_KEYS.items()
                    if key in cfg}
         return cls(type=kind, solver=SolverConfig(**solver), **phantom, **cfg)
@@ -231,7 +235,9 @@ class DEQCore(nn.Module):
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
     returned iterate of flagged samples comes from it), ``last_jacobian_loss``
     (when ``jacobian_probes > 0`` in training); after ``backward()``:
-    ``last_backward_stats`` (implicit type only; cleared by every call). ``fallback_counts`` counts
+    ``last_backward_stats`` and ``last_backward_vjps`` (VJPs of the linear
+    solve plus its phantom fallback; implicit type only; cleared by every call).
+    ``fallback_counts`` counts
     events per call: ``'forward'`` (some sample hit NaN/Inf or diverged),
     ``'backward'`` (some sample missed the backward tolerance; counted for
     every ``on_fail`` policy) and ``'nonfinite'`` (the output still had
@@ -273,6 +279,7 @@ class DEQCore(nn.Module):
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
         self.last_backward_stats: Optional[SolverStats] = None
+        self.last_backward_vjps: Optional[int] = None
         self.last_jacobian_loss: Optional[Tensor] = None
         self.fallback_counts: Dict[str, int] = {'forward': 0, 'backward': 0, 'nonfinite': 0}
 
@@ -324,6 +331,7 @@ class DEQCore(nn.Module):
         self.last_jacobian_loss = None
         self.last_forward_stats = None
         self.last_backward_stats = None
+        self.last_backward_vjps = None
         self.last_fallback_stats = None
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
@@ -419,6 +427,7 @@ class DEQCore(nn.Module):
 
         g, stats = solve(lambda u: vjp(u) + grad, grad, **bwd.solver.solve_kwargs())
         self.last_backward_stats = stats
+        self.last_backward_vjps = stats.nfe
         failed = ~stats.converged | stats.failed
         if not bool(failed.any()):
             return g.to(grad.dtype)
@@ -427,10 +436,9 @@ class DEQCore(nn.Module):
             g = _select(failed, torch.zeros_like(g), g)
         elif bwd.on_fail == 'phantom':
             grad = grad.to(g.dtype)
-            close = (stats.rel_res < SEED_MAX_REL_RES).unsqueeze(1)
             with torch.no_grad():
-                start = torch.where(close, g, bwd.tau * grad)
-                g = _select(failed, self._phantom_grad(vjp, grad, start, bwd.k, bwd.tau), g)
+                g = _select(failed, self._phantom_grad(vjp, grad, g, bwd.k, bwd.tau), g)
+            self.last_backward_vjps += bwd.k - 1
         return g.to(grad.dtype)
 
     @staticmethod
@@ -441,8 +449,8 @@ class DEQCore(nn.Module):
         ``tau * sum_{i<k} grad M^i`` with ``M = tau J + (1 - tau) I``: what ``k``
         damped unrolled steps from ``z*`` backpropagate into ``f`` (exact at a fixed
         point). The fallback starts them from the best iterate of the implicit
-        solve instead when that came within ``SEED_MAX_REL_RES``, so a near miss
-        is refined rather than thrown away.
+        solve (at worst its start, ``grad``), so the solve's work is refined rather
+        than thrown away; the exact gradient is a fixed point of these steps.
         """
         w = start
         for _ in range(k - 1):

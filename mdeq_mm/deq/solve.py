@@ -5,10 +5,10 @@ NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
 ``(z, f(z))`` into the next iterate. A solver class provides ``options`` (the
 :class:`SolverConfig` fields its constructor takes besides ``z0`` and
 ``max_iter``), a 0-dim long tensor ``degenerate`` and
-``propose(z, fz, active) -> Tensor``.
+``propose(z, fz, g, active) -> Tensor`` (``g = fz - z``, computed once by the loop).
 """
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -50,6 +50,14 @@ class SolverConfig:
         divergence_factor (float): A sample is flagged ``diverged`` when its
             absolute residual exceeds this factor times its starting
             residual. Default: 1e3.
+        stall_steps (int, optional): Stagnation rule: a sample stops, flagged
+            ``stalled``, when its best residual (``stop_mode``) is still above
+            ``stall_ratio`` times what it was ``stall_steps`` evaluations
+            earlier, i.e. a solve that no longer gains that factor over that
+            window spends no more of its budget. None (default) never stops
+            on stagnation.
+        stall_ratio (float): Reduction in ``(0, 1)`` the best residual must
+            reach over ``stall_steps`` evaluations. Default: 0.5.
     """
 
     type: str = 'broyden'
@@ -62,6 +70,8 @@ class SolverConfig:
     beta: float = 1.0
     check_every: int = 4
     divergence_factor: float = 1e3
+    stall_steps: Optional[int] = None
+    stall_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         if self.type not in SOLVERS:
@@ -76,6 +86,11 @@ class SolverConfig:
         check_number('beta', self.beta, 0.0)
         check_int('check_every', self.check_every, 1)
         check_number('divergence_factor', self.divergence_factor, 1.0)
+        if self.stall_steps is not None:
+            check_int('stall_steps', self.stall_steps, 1)
+        check_number('stall_ratio', self.stall_ratio, 0.0)
+        if self.stall_ratio >= 1.0:
+            raise ValueError(f'stall_ratio must be in (0, 1), got {self.stall_ratio!r}')
 
     @classmethod
     def from_dict(cls, cfg: Mapping[str, Any]) -> 'SolverConfig':
@@ -88,6 +103,27 @@ class SolverConfig:
         kwargs = asdict(self)
         kwargs['solver'] = kwargs.pop('type')
         return kwargs
+
+
+def pick_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Per sample ``a if mask else b`` for ``(B, D)`` tensors, exactly; may return ``a`` or ``b``.
+
+    On CPU ``torch.where`` runs a scalar loop, several times slower than copying the same
+    bytes, and reading the mask costs no device sync: there whole rows are copied (nothing
+    when all or no samples take ``a``). Elsewhere it is one ``torch.where``.
+    """
+    if a.device.type != 'cpu':
+        return torch.where(mask.unsqueeze(1), a, b)
+    take = mask.tolist()
+    if all(take):
+        return a
+    if not any(take):
+        return b
+    out = b.clone()
+    for row, use_a in enumerate(take):
+        if use_a:
+            out[row] = a[row]
+    return out
 
 
 @dataclass
@@ -120,14 +156,17 @@ class _Tracker:
         self.steps = torch.zeros(batch, dtype=torch.long, device=z0.device)
         self.nan = torch.zeros(batch, dtype=torch.bool, device=z0.device)
         self.diverged = torch.zeros_like(self.nan)
+        self.stalled = torch.zeros_like(self.nan)
+        # best residual (stop_mode) after each of the last stall_steps + 1 evaluations
+        self.best_history: List[Tensor] = []
         self.active = torch.ones_like(self.nan)
         self.start_abs = self.best_abs
         self.abs_trace = z0.new_empty(cfg.max_iter, batch)
         self.rel_trace = z0.new_empty(cfg.max_iter, batch)
 
-    def record(self, step: int, z: Tensor, fz: Tensor) -> Tuple[Tensor, Tensor]:
-        """Book the residual of iterate ``step`` and update the per-sample state."""
-        abs_res = torch.linalg.vector_norm(fz - z, dim=1)
+    def record(self, step: int, z: Tensor, fz: Tensor, g: Tensor) -> Tuple[Tensor, Tensor]:
+        """Book the residual ``g = fz - z`` of iterate ``step`` and update the per-sample state."""
+        abs_res = torch.linalg.vector_norm(g, dim=1)
         rel_res = abs_res / (torch.linalg.vector_norm(fz, dim=1) + REL_EPS)
         self.abs_trace[step] = abs_res
         self.rel_trace[step] = rel_res
@@ -141,7 +180,8 @@ class _Tracker:
         else:
             best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
             improve = active & finite & (res < best)
-        self.best_z = torch.where(improve.unsqueeze(1), z, self.best_z)
+        if step > 0:  # best_z starts as a copy of z0, which may be the caller's tensor
+            self.best_z = pick_rows(improve, z, self.best_z)
         self.best_abs = torch.where(improve, abs_res, self.best_abs)
         self.best_rel = torch.where(improve, rel_res, self.best_rel)
         self.best_step = torch.where(improve, torch.full_like(self.best_step, step),
@@ -152,7 +192,20 @@ class _Tracker:
         self.nan |= bad
         self.diverged |= grown
         self.active = active & ~bad & ~grown & ~(res < self.cfg.tol)
+        if self.cfg.stall_steps is not None:
+            self._check_stall(step)
         return abs_res, rel_res
+
+    def _check_stall(self, step: int) -> None:
+        """Stop samples whose best residual fell by less than ``stall_ratio`` in ``stall_steps``."""
+        best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
+        self.best_history.append(best)
+        if step < self.cfg.stall_steps:
+            return
+        earlier = self.best_history.pop(0)
+        stalled = self.active & ~(best <= self.cfg.stall_ratio * earlier)
+        self.stalled |= stalled
+        self.active = self.active & ~stalled
 
     def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
         return SolverStats(
@@ -164,6 +217,7 @@ class _Tracker:
             rel_trace=self.rel_trace[:nfe],
             nan=self.nan,
             diverged=self.diverged,
+            stalled=self.stalled,
             nfe=nfe,
             tol=self.cfg.tol,
             stop_mode=self.cfg.stop_mode,
@@ -182,6 +236,8 @@ def solve(f: Callable[[Tensor], Tensor],
           beta: float = 1.0,
           check_every: int = 4,
           divergence_factor: float = 1e3,
+          stall_steps: Optional[int] = None,
+          stall_ratio: float = 0.5,
           callback: Optional[Callable[[SolverState], Optional[bool]]] = None
           ) -> Tuple[Tensor, SolverStats]:
     """Find ``z* = f(z*)`` per sample and return the lowest-residual iterate.
@@ -193,7 +249,8 @@ def solve(f: Callable[[Tensor], Tensor],
     treat samples independently. The solver state and all inner products are
     kept in float32 (float64 if ``z0`` is float64) with autocast disabled;
     ``f`` runs under the caller's autocast and its output is cast back. Runs
-    without autograd.
+    without autograd. Iterates may be kept without a copy, so ``f`` must
+    return a new tensor, not a buffer that it overwrites at its next call.
 
     Args:
         f (Callable): Maps a ``(B, D)`` state to ``(B, D)``.
@@ -212,6 +269,10 @@ def solve(f: Callable[[Tensor], Tensor],
             Default: 4.
         divergence_factor (float): Residual growth that flags divergence.
             Default: 1e3.
+        stall_steps (int, optional): Stop a sample whose best residual did
+            not fall below ``stall_ratio`` times its value ``stall_steps``
+            evaluations earlier (see :class:`SolverConfig`). Default: None.
+        stall_ratio (float): See ``stall_steps``. Default: 0.5.
         callback (Callable, optional): Called with a :class:`SolverState`
             after every evaluation; returning True stops the solve.
 
@@ -221,7 +282,8 @@ def solve(f: Callable[[Tensor], Tensor],
     """
     cfg = SolverConfig(type=solver, max_iter=max_iter, tol=tol, stop_mode=stop_mode,
                        memory=memory, tau=tau, lam=lam, beta=beta, check_every=check_every,
-                       divergence_factor=divergence_factor)
+                       divergence_factor=divergence_factor, stall_steps=stall_steps,
+                       stall_ratio=stall_ratio)
     if z0.dim() != 2:
         raise ValueError(f'solve expects a flat (B, D) state, got shape {tuple(z0.shape)}')
     dtype = torch.float64 if z0.dtype == torch.float64 else torch.float32
@@ -252,7 +314,8 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
         fz = fz.to(z.dtype)
         nfe += 1
         with torch.autocast(device_type, enabled=False):
-            abs_res, rel_res = tracker.record(step, z, fz)
+            g = fz - z
+            abs_res, rel_res = tracker.record(step, z, fz, g)
             if callback is not None and callback(
                     SolverState(nfe, abs_res, rel_res, tracker.active)):
                 break
@@ -260,6 +323,6 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
                 break
             if nfe % cfg.check_every == 0 and not bool(tracker.active.any()):
                 break
-            proposal = impl.propose(z, fz, tracker.active)
-            z = torch.where(tracker.active.unsqueeze(1), proposal, tracker.best_z)
+            proposal = impl.propose(z, fz, g, tracker.active)
+            z = pick_rows(tracker.active, proposal, tracker.best_z)
     return tracker.best_z, tracker.stats(nfe, impl.degenerate)

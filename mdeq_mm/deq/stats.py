@@ -27,6 +27,8 @@ class SolverStats:
         nan (Tensor): ``(B,)`` bool, ``f`` produced NaN/Inf for the sample.
         diverged (Tensor): ``(B,)`` bool, the residual grew beyond the
             divergence factor times its starting value.
+        stalled (Tensor): ``(B,)`` bool, the sample stopped on the
+            stagnation rule (``stall_steps``) before reaching ``tol``.
         nfe (int): Total evaluations of ``f`` on the batch (``T``).
         tol (float): Tolerance the solve stopped at.
         stop_mode (str): ``'abs'`` or ``'rel'``, residual compared with ``tol``.
@@ -42,6 +44,7 @@ class SolverStats:
     rel_trace: Tensor
     nan: Tensor
     diverged: Tensor
+    stalled: Tensor
     nfe: int
     tol: float
     stop_mode: str
@@ -72,6 +75,7 @@ class SolverStats:
             'converged': self.converged.float().mean().item(),
             'nan': self.nan.float().mean().item(),
             'diverged': self.diverged.float().mean().item(),
+            'stalled': self.stalled.float().mean().item(),
             'degenerate': float(self.degenerate.item()),
             'nfe': float(self.nfe),
         }

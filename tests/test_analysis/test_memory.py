@@ -1,7 +1,9 @@
 """The live-tensor memory probe counts what is allocated and freed, not what existed."""
 import torch
 
-from mdeq_mm.analysis import LiveTensorBytes, peak_tensor_bytes, tensor_bytes
+from mdeq_mm.analysis import (LiveTensorBytes, build_model, generated_scenes, load_config,
+                              make_batch, mdeq_budgets, peak_tensor_bytes, tensor_bytes)
+from mdeq_mm.models.layers import WeightNormConv2d
 
 
 def test_probe_counts_a_known_allocation_and_its_release():
@@ -45,3 +47,21 @@ def test_peak_tensor_bytes_of_a_backward_pass_includes_its_gradients():
     with peak_tensor_bytes(torch.device('cpu')) as peak:
         (weight @ weight).sum().backward()
     assert peak['peak'] >= tensor_bytes([weight.grad])
+
+
+def test_a_training_step_leaves_no_copy_of_the_normalized_weights_alive(demo_config):
+    # after the backward the gradients stay, and small state until the next forward (solver
+    # statistics, the Jacobian loss with its leaf); the weight-norm cache would add a copy of
+    # f's weights
+    model = build_model(load_config(demo_config), mdeq_budgets('implicit', 3))
+    inputs, samples = make_batch(model, *generated_scenes(2, 64, 128))
+    model.train()
+    weights = tensor_bytes([m.weight_v for m in model.modules()
+                            if isinstance(m, WeightNormConv2d)])
+    with LiveTensorBytes() as probe:
+        loss, _ = model.parse_losses(model.loss(inputs, samples))
+        loss.backward()
+        del loss
+        grads = tensor_bytes([p.grad for p in model.parameters() if p.grad is not None])
+        kept = probe.live - grads
+    assert weights > 0 and 0 <= kept < 0.5 * weights

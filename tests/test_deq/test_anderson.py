@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mdeq_mm.deq import solve
@@ -50,3 +51,37 @@ def test_iterates_minimise_the_mixed_residual_over_the_history():
     alpha = torch.cat([coef.squeeze(2), 1 - coef.sum(dim=(1, 2)).unsqueeze(1)], dim=1)
     expected = torch.einsum('bn,bnd->bd', alpha, fs)
     assert torch.allclose(inputs[-1], expected, rtol=1e-6, atol=1e-8)
+
+
+def reference_anderson(f, z0, memory, lam, beta, steps):
+    """Textbook Anderson (type II): the Gram matrix of the last ``memory`` residuals rebuilt
+    and solved at every step."""
+    zs, fs = [z0], []
+    for _ in range(steps - 1):
+        fs.append(f(zs[-1]))
+        f_hist = torch.stack(fs[-memory:], dim=1)
+        g_hist = f_hist - torch.stack(zs[len(fs) - f_hist.shape[1]:], dim=1)
+        gram = g_hist @ g_hist.transpose(1, 2)
+        n = gram.shape[1]
+        ridge = lam * torch.diagonal(gram, dim1=1, dim2=2).mean(dim=1)
+        sol = torch.linalg.solve(gram + ridge[:, None, None] * torch.eye(n, dtype=DTYPE),
+                                 torch.ones(gram.shape[0], n, dtype=DTYPE))
+        alpha = (sol / sol.sum(dim=1, keepdim=True)).unsqueeze(1)
+        zs.append((alpha @ (f_hist - (1.0 - beta) * g_hist)).squeeze(1))
+    return torch.stack(zs)
+
+
+@pytest.mark.parametrize('beta', [1.0, 0.7])
+def test_iterates_equal_the_textbook_anderson_after_the_history_wraps(beta):
+    f, z_star = linear_problem(batch=3, dim=16)
+    z0 = torch.zeros_like(z_star)
+    inputs = []
+
+    def recording_f(z):
+        inputs.append(z.clone())
+        return f(z)
+
+    solve(recording_f, z0, solver='anderson', memory=4, lam=1e-4, beta=beta, max_iter=15,
+          tol=0.0)
+    expected = reference_anderson(f, z0, memory=4, lam=1e-4, beta=beta, steps=15)
+    assert torch.allclose(torch.stack(inputs), expected, rtol=1e-9, atol=1e-12)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mdeq_mm.deq import SOLVERS, SolverConfig, solve
+from mdeq_mm.deq.solve import pick_rows
 
 DTYPE = torch.float64
 
@@ -71,6 +72,8 @@ def test_unknown_solver_name_is_named_with_valid_names():
     (dict(memory=0), 'memory'),
     (dict(tau=1.5), 'tau'),
     (dict(check_every=0), 'check_every'),
+    (dict(stall_steps=0), 'stall_steps'),
+    (dict(stall_ratio=1.0), 'stall_ratio'),
     (dict(type='lbfgs'), 'lbfgs'),
 ])
 def test_solver_config_names_the_bad_key_or_value(cfg, bad):
@@ -241,3 +244,49 @@ def test_solver_inner_products_ignore_the_callers_autocast(solver):
     with torch.autocast('cpu', dtype=torch.bfloat16):
         _, stats = solve(f, torch.zeros(4, 32), solver=solver, max_iter=40, tol=1e-6)
     assert bool(stats.converged.all())
+
+
+def test_a_stalled_sample_stops_early_while_a_converging_one_is_unchanged():
+    # sample 0: f(z) = z/2 + c converges; sample 1: f(z) = -z + c oscillates with a constant
+    # residual, so its best residual never halves
+    c = torch.tensor([[1.0, -2.0], [3.0, 0.5]], dtype=DTYPE)
+    a = torch.tensor([[0.5], [-1.0]], dtype=DTYPE)
+    f = lambda z: a * z + c  # noqa: E731
+    common = dict(solver='fixed_point', max_iter=40, tol=1e-10, check_every=1)
+    z_plain, plain = solve(f, torch.zeros_like(c), **common)
+    z_stall, stall = solve(f, torch.zeros_like(c), stall_steps=3, **common)
+    assert stall.stalled.tolist() == [False, True] and not plain.stalled.any()
+    assert stall.steps.tolist() == [plain.steps[0].item(), 3 + 1]
+    assert plain.steps[1].item() == 40 and stall.nfe == plain.steps[0].item()
+    assert torch.equal(z_stall[0], z_plain[0]) and torch.equal(z_stall[1], z_plain[1])
+    assert stall.converged.tolist() == [True, False]
+
+
+def test_stall_rule_keeps_a_solve_that_gains_the_factor_in_every_window():
+    f, z_star = linear_problem(radius=0.6)
+    common = dict(solver='broyden', max_iter=40, tol=1e-12, check_every=1)
+    z_plain, plain = solve(f, torch.zeros_like(z_star), **common)
+    z_stall, stall = solve(f, torch.zeros_like(z_star), stall_steps=5, **common)
+    assert not stall.stalled.any() and bool(stall.converged.all())
+    assert torch.equal(z_stall, z_plain) and stall.nfe == plain.nfe
+
+
+@pytest.mark.parametrize('mask', [[True, False, True], [True] * 3, [False] * 3])
+def test_pick_rows_takes_whole_rows_exactly_even_next_to_nan(mask):
+    a = torch.randn(3, 5, dtype=DTYPE)
+    b = torch.full((3, 5), float('nan'), dtype=DTYPE)
+    b[1] = 2.0
+    mask = torch.tensor(mask)
+    out = pick_rows(mask, a, b)
+    expected = torch.where(mask.unsqueeze(1), a, b)
+    assert torch.equal(out.isnan(), expected.isnan())
+    assert torch.equal(out.nan_to_num(), expected.nan_to_num())
+
+
+def test_the_result_never_shares_memory_with_the_callers_start():
+    # z0 stays the best iterate of this diverging map, and is returned as a copy
+    z0 = torch.randn(2, 4, dtype=DTYPE)
+    z, stats = solve(lambda z: 3.0 * z + 1.0, z0, solver='fixed_point', max_iter=5, tol=0.0,
+                     stop_mode='abs')
+    assert stats.best_step.tolist() == [0, 0]
+    assert torch.equal(z, z0) and z.data_ptr() != z0.data_ptr()

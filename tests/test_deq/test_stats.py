@@ -13,6 +13,7 @@ def _stats(stop_mode='rel'):
         rel_trace=torch.rand(5, 2),
         nan=torch.tensor([False, True]),
         diverged=torch.tensor([False, False]),
+        stalled=torch.tensor([False, False]),
         nfe=5,
         tol=1e-3,
         stop_mode=stop_mode,

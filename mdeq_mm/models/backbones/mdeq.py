@@ -460,6 +460,8 @@ class MDEQ(BaseModule):
             outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
         else:
             outs = self._solve_warm(f, z0)
+        # the graph holds the normalized weights the backward needs; the cache need not
+        self.f.release()
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .fusion import build_fuse_layers, build_post_fuse_layers, fuse_branches
 from .residual_block import MDEQBasicBlock
-from .weight_norm_conv import reset_weight_norm
+from .weight_norm_conv import release_weight_norm, reset_weight_norm
 
 
 class MDEQBranch(nn.Module):
@@ -145,6 +145,12 @@ class MDEQModule(BaseModule):
         for branch, ref in zip(self.branches, refs):
             branch.reset(ref)
         reset_weight_norm(self.post_fuse_layers)
+
+    def release(self) -> None:
+        """End one model forward: drop the cached normalized weights (the autograd graph
+        keeps what a backward needs; the cache would hold a copy of them through the backward
+        and the optimizer step). The next :meth:`reset` computes them again."""
+        release_weight_norm(self)
 
     def forward(
         self,

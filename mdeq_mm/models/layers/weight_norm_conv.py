@@ -3,8 +3,9 @@
 An MDEQ calls its layer f dozens of times per image (once per solver step).
 Re-normalizing every weight at every call is wasted work and, with autograd,
 wasted graph memory; the weight only changes when the optimizer steps. So the
-normalized weight is computed once per model forward by ``reset_weight`` and
-reused by every call until the next reset.
+normalized weight is computed once per model forward by ``reset_weight``,
+reused by every call and dropped by ``release_weight`` when the forward is done
+(the autograd graph keeps what the backward needs).
 """
 from typing import Optional, Tuple, Union
 
@@ -100,6 +101,11 @@ class WeightNormConv2d(nn.Conv2d):
         self._cached_versions = (self.weight_v._version,
                                  self.weight_g._version)
 
+    def release_weight(self) -> None:
+        """Drop the cached weight; the autograd graph keeps what a backward needs."""
+        self._cached_weight = None
+        self._cached_versions = (-1, -1)
+
     def _cache_is_fresh(self) -> bool:
         """Whether the cached weight still matches the parameters."""
         cached = self._cached_weight
@@ -137,6 +143,17 @@ def reset_weight_norm(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, WeightNormConv2d):
             m.reset_weight()
+
+
+def release_weight_norm(module: nn.Module) -> None:
+    """Drop the cached weight of every WeightNormConv2d under ``module``.
+
+    Call when the model forward is done: otherwise the cache holds a copy of every
+    normalized weight through the backward and the optimizer step.
+    """
+    for m in module.modules():
+        if isinstance(m, WeightNormConv2d):
+            m.release_weight()
 
 
 def make_conv(in_channels: int,
