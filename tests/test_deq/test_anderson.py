@@ -3,7 +3,7 @@ import torch
 
 from mdeq_mm.deq import solve
 
-from .test_solve import DTYPE, linear_problem
+from .problems import DTYPE, linear_problem
 
 
 def test_memory_one_is_plain_fixed_point_iteration():

@@ -6,7 +6,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mdeq_mm.deq import BroydenSolver, DEQCore, solve
 from mdeq_mm.deq.broyden import DEFAULT_MEMORY
 
-from .test_solve import DTYPE, linear_problem
+from .problems import DTYPE, linear_problem
 
 
 def test_first_step_is_f_of_z0():

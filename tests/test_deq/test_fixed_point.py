@@ -2,7 +2,7 @@ import torch
 
 from mdeq_mm.deq import solve
 
-from .test_solve import DTYPE
+from .problems import DTYPE
 
 
 def test_damped_iteration_follows_the_update_rule():

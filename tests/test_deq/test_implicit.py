@@ -7,7 +7,7 @@ from mdeq_mm.deq import BackwardConfig, DEQCore, FallbackConfig, SolverConfig
 from mdeq_mm.deq import solve
 from mdeq_mm.deq.implicit import BACKWARD_STALL_STEPS
 
-from .test_solve import DTYPE
+from .problems import DTYPE
 
 SHAPES = ((2, 4, 4), (3, 2, 2))
 TIGHT = dict(type='broyden', max_iter=60, tol=1e-13, check_every=1)

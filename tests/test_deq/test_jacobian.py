@@ -6,7 +6,7 @@ from torch import nn
 
 from mdeq_mm.deq import jacobian_frobenius_reg, spectral_radius
 
-from .test_solve import DTYPE
+from .problems import DTYPE
 
 
 class TupleMap(nn.Module):

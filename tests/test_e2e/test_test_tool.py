@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
-from ..test_models.test_official_checkpoint import authors_checkpoint
+from ..authors_checkpoints import authors_checkpoint
 
 pytestmark = pytest.mark.slow
 MIOU = re.compile(r'mIoU: [0-9.]+')
