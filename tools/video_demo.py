@@ -20,15 +20,15 @@ import numpy as np
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
+from mdeq_mm.engine.launch import tool_parser
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp')
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv')
 STREAM = 'video'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('video', help='a video file or a folder of frames (sorted by name)')
     parser.add_argument('config', help='config file of an MDEQ segmentor')
     parser.add_argument('checkpoint', help='checkpoint file')

@@ -1,6 +1,6 @@
-"""What ``tools/train.py`` and ``tools/test.py`` share: their launcher arguments, config loading
-and runner building, plus the test tool's visualization, test-time augmentation and checkpoint
-checks."""
+"""What the tools share: the command-line parser of the analysis tools and demos, the launcher
+arguments, config loading and runner building of ``tools/train.py`` and ``tools/test.py``, plus
+the test tool's visualization, test-time augmentation and checkpoint checks."""
 import argparse
 import copy
 import os
@@ -23,6 +23,21 @@ CLS_VIS_INTERVAL = 1
 # What mmengine's ``Runner.load_checkpoint`` strips from checkpoint keys by default.
 WRAPPER_PREFIX = re.compile(r'^module\.')
 MAX_LISTED_KEYS = 10
+
+
+def tool_parser(doc: str) -> argparse.ArgumentParser:
+    """An argument parser described by a tool's module docstring: its first paragraph as the
+    description, the rest (usually examples) as the epilog, both printed as written.
+
+    Args:
+        doc (str): The tool's ``__doc__``.
+
+    Returns:
+        argparse.ArgumentParser: The parser, without arguments yet.
+    """
+    description, _, epilog = doc.strip().partition('\n\n')
+    return argparse.ArgumentParser(description=description, epilog=epilog or None,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_launch_args(parser: argparse.ArgumentParser) -> None:

@@ -30,14 +30,13 @@ from mdeq_mm.analysis.models import task_of
 from mdeq_mm.analysis.report import plot_anytime, plot_residual_curves
 from mdeq_mm.analysis.solver_curves import anytime_inference, backward_curve, forward_curves
 from mdeq_mm.deq import SOLVERS
+from mdeq_mm.engine.launch import tool_parser
 
 DEFAULT_SIZE = {'seg': (128, 256), 'cls': (224, 224)}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('config', help='an MDEQ segmentation or classification config')
     parser.add_argument('--checkpoint', help='weights to load (also enables anytime inference)')
     parser.add_argument('--images', nargs='+', help='image files (default: generated scenes)')

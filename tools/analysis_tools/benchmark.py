@@ -18,6 +18,7 @@ import os.path as osp
 import sys
 
 from mdeq_mm.analysis import BenchmarkSettings, run_benchmark, write_report
+from mdeq_mm.engine.launch import tool_parser
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
                    'mdeq')
@@ -43,9 +44,7 @@ def quick_settings() -> BenchmarkSettings:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('--out-dir', required=True, help='folder for the reports')
     parser.add_argument('--quick', action='store_true',
                         help='tiny demo MDEQ, 64x128, few steps (a smoke test)')

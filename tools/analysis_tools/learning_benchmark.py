@@ -23,6 +23,7 @@ from mmengine.logging import print_log
 from mdeq_mm.analysis.learning_curves import (Contender, LearningCurve, plot_learning_curves,
                                               train_contender)
 from mdeq_mm.datasets import write_digits_dataset
+from mdeq_mm.engine.launch import tool_parser
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs')
 MDEQ_DIGITS = osp.join(CONFIGS, 'mdeq', 'mdeq-tiny_1xb32-300it_digits-16x16.py')
@@ -46,8 +47,7 @@ PREVIOUS_INIT = {
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('--tasks', nargs='+', choices=['digits', 'cityscapes'],
                         default=['digits', 'cityscapes'])
     parser.add_argument('--cityscapes-root',

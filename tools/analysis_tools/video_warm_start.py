@@ -25,12 +25,11 @@ from mmengine.logging import MMLogger
 
 from mdeq_mm.analysis.video import measure_warm_start, plot_warm_start
 from mdeq_mm.datasets import render_street_sequence
+from mdeq_mm.engine.launch import tool_parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split('\n\n')[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = tool_parser(__doc__)
     parser.add_argument('config', help='an MDEQ segmentation config')
     parser.add_argument('checkpoint', help='its trained weights')
     parser.add_argument('--num-sequences', type=int, default=4)
