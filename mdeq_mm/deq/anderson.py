@@ -1,5 +1,5 @@
 """Anderson acceleration (type II) for fixed points ``z = f(z)``."""
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -17,8 +17,8 @@ class AndersonSolver:
     ``z+ = beta sum alpha_i f(z_i) + (1 - beta) sum alpha_i z_i``.
     The ridge is relative, ``lam * mean(diag(G G^T))``, so it does not depend on
     the scale of the state and ``K`` is positive definite unless every stored
-    residual vanishes or is not finite; such samples step to ``z+ = f(z)``
-    and are counted in ``degenerate``. The Gram matrix ``G G^T`` is kept and
+    residual vanishes or is not finite; where its factorization fails the
+    sample steps to ``z+ = f(z)`` and is counted in ``degenerate``. The Gram matrix ``G G^T`` is kept and
     updated by one row per step, so a step reads the history twice; the
     residual is written straight into its history slot (:meth:`residual`).
 
@@ -45,46 +45,65 @@ class AndersonSolver:
         # slots are written in order before they are read, so no zero fill
         self.fs = z0.new_empty(batch, self.memory, dim)
         self.gs = z0.new_empty(batch, self.memory, dim)
-        # products of the solver dtype, converted to float64 for each solve
+        # products in the solver dtype, converted to float64 for each solve
         self.gram = z0.new_zeros(batch, self.memory, self.memory)
         self.count = 0
-        # views per slot and per history length n, made once: a step then runs few small ops
+        # Views and constants made once, per slot or per history length n, so that a step runs
+        # few small operations (each costs microseconds however small its tensors).
         self._f_slots = self.fs.unbind(1)
         self._g_slots = self.gs.unbind(1)
+        self._g_rows = self.gs.split(1, dim=1)
         sizes = range(1, self.memory + 1)
         self._fs = [self.fs[:, :n] for n in sizes]
         self._gs = [self.gs[:, :n] for n in sizes]
         self._gs_t = [self.gs[:, :n].transpose(1, 2) for n in sizes]
         self._grams = [self.gram[:, :n, :n] for n in sizes]
+        self._ridged = [torch.empty(batch, n, n, dtype=torch.float64, device=z0.device)
+                        for n in sizes]
+        self._diags = [torch.diagonal(k, dim1=1, dim2=2) for k in self._ridged]
         self._ones = [torch.ones(batch, n, 1, dtype=torch.float64, device=z0.device)
                       for n in sizes]
-        self._latest = [torch.eye(n, dtype=torch.float64, device=z0.device) for n in sizes]
+        self._latest = [torch.eye(n, dtype=torch.float64, device=z0.device).unsqueeze(2)
+                        for n in sizes]
+        self._gram_slots: Dict[Tuple[int, int], Tuple[Tensor, Tensor]] = {}
         # (active, solved) per step, summed into `degenerate` when it is read
         self._checks: List[Tuple[Tensor, Tensor]] = []
 
     @property
     def degenerate(self) -> Tensor:
-        """0-dim long: steps of running samples whose ridged system could not be solved."""
+        """0-dim long: steps of running samples whose ridged system could not be factored."""
         if not self._checks:
             return torch.zeros((), dtype=torch.long, device=self.gram.device)
-        active, ok = (torch.stack(flags) for flags in zip(*self._checks))
+        active, ok = (torch.stack(flags).flatten(1) for flags in zip(*self._checks))
         return (active & ~ok).sum()
 
     def residual(self, z: Tensor, fz: Tensor) -> Tensor:
         """``f(z) - z``, written into the history slot that :meth:`propose` fills next."""
         return torch.sub(fz, z, out=self._g_slots[self.count % self.memory])
 
+    def _gram_slot(self, n: int, slot: int) -> Tuple[Tensor, Tensor]:
+        """Row ``slot`` of the ``n x n`` Gram block and its column, both ``(B, 1, n)`` views."""
+        views = self._gram_slots.get((n, slot))
+        if views is None:
+            gram = self._grams[n - 1]
+            views = (gram.narrow(1, slot, 1), gram.narrow(2, slot, 1).transpose(1, 2))
+            self._gram_slots[(n, slot)] = views
+        return views
+
     def _weights(self, n: int, latest: int, active: Tensor) -> Tensor:
-        """Mixing weights ``(B, n)`` in float64 from the first ``n`` history slots."""
-        ridged = self._grams[n - 1].to(torch.float64, copy=True)
-        diag = torch.diagonal(ridged, dim1=1, dim2=2)
-        diag += self.lam * diag.mean(dim=1, keepdim=True)
+        """Mixing weights ``(B, n, 1)`` in float64 from the first ``n`` history slots.
+
+        A Cholesky factorization that fails (``K`` not positive definite) sends the sample to
+        ``f(z)``; where it succeeds the positive ridge keeps the solution finite.
+        """
+        ridged, diag = self._ridged[n - 1], self._diags[n - 1]
+        ridged.copy_(self._grams[n - 1])
+        diag += diag.sum(dim=1, keepdim=True).mul_(self.lam / n)
         chol, info = torch.linalg.cholesky_ex(ridged)
-        sol = torch.cholesky_solve(self._ones[n - 1], chol).squeeze(2)
-        weights = sol / sol.sum(dim=1, keepdim=True)
-        ok = (info == 0) & torch.isfinite(weights).all(dim=1)
+        sol = torch.cholesky_solve(self._ones[n - 1], chol)
+        ok = (info == 0).view(-1, 1, 1)
         self._checks.append((active, ok))
-        return torch.where(ok.unsqueeze(1), weights, self._latest[n - 1][latest])
+        return torch.where(ok, sol / sol.sum(dim=1, keepdim=True), self._latest[n - 1][latest])
 
     def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
         """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples."""
@@ -94,11 +113,10 @@ class AndersonSolver:
         self._f_slots[slot].copy_(fz)
         self.count += 1
         n = min(self.count, self.memory)
-        row = torch.bmm(g.unsqueeze(1), self._gs_t[n - 1])
-        gram = self._grams[n - 1]
-        gram.narrow(1, slot, 1).copy_(row)
-        gram.narrow(2, slot, 1).copy_(row.transpose(1, 2))
-        alpha = self._weights(n, slot, active).to(z.dtype).unsqueeze(1)
+        row = torch.bmm(self._g_rows[slot], self._gs_t[n - 1])
+        for view in self._gram_slot(n, slot):
+            view.copy_(row)
+        alpha = self._weights(n, slot, active).mT.to(z.dtype)
         mixed_f = torch.bmm(alpha, self._fs[n - 1]).squeeze(1)
         if self.beta == 1.0:
             return mixed_f

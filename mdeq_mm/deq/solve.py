@@ -166,6 +166,7 @@ class _Tracker:
         self.improved = torch.empty_like(self.abs_trace, dtype=torch.bool)
         self._rows = tuple(zip(self.abs_trace.unbind(0), self.rel_trace.unbind(0),
                                self.improved.unbind(0)))
+        self.tol = z0.new_tensor(cfg.tol)
         self.best: Optional[Tensor] = None  # best residual (stop_mode) so far
         self.limit: Optional[Tensor] = None  # divergence threshold on the absolute residual
         # best residual after each of the last stall_steps + 1 evaluations
@@ -192,7 +193,7 @@ class _Tracker:
             self.best = torch.where(improved, res, self.best)
         self.steps += self.active
         # a sample stops on NaN/Inf or divergence (both fail abs_res <= limit) or at tol
-        self.active = self.active & (abs_res <= self.limit) & (res >= self.cfg.tol)
+        self.active = self.active & (abs_res <= self.limit) & (res >= self.tol)
         if self.cfg.stall_steps is not None:
             self._check_stall(step)
         return abs_res, rel_res
@@ -336,7 +337,8 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
         if fz.shape != z.shape:
             raise ValueError(f'f must keep the state shape {tuple(z.shape)}, '
                              f'returned {tuple(fz.shape)}')
-        fz = fz.to(z.dtype)
+        if fz.dtype != z.dtype:
+            fz = fz.to(z.dtype)
         nfe += 1
         with no_autocast:
             g = residual(z, fz)
