@@ -55,17 +55,17 @@ class AndersonSolver:
         self._g_rows = self.gs.split(1, dim=1)
         sizes = range(1, self.memory + 1)
         self._fs = [self.fs[:, :n] for n in sizes]
-        self._gs = [self.gs[:, :n] for n in sizes]
         self._gs_t = [self.gs[:, :n].transpose(1, 2) for n in sizes]
         self._grams = [self.gram[:, :n, :n] for n in sizes]
         self._ridged = [torch.empty(batch, n, n, dtype=torch.float64, device=z0.device)
                         for n in sizes]
         self._diags = [torch.diagonal(k, dim1=1, dim2=2) for k in self._ridged]
-        self._ones = [torch.ones(batch, n, 1, dtype=torch.float64, device=z0.device)
-                      for n in sizes]
-        self._latest = [torch.eye(n, dtype=torch.float64, device=z0.device).unsqueeze(2)
-                        for n in sizes]
-        self._gram_slots: Dict[Tuple[int, int], Tuple[Tensor, Tensor]] = {}
+        ones = torch.ones(batch, self.memory, 1, dtype=torch.float64, device=z0.device)
+        self._ones = [ones[:, :n] for n in sizes]
+        self._eye = torch.eye(self.memory, dtype=torch.float64, device=z0.device)
+        # per (n, slot): row and column `slot` of the n x n Gram block, and the weights that
+        # pick the newest iterate alone
+        self._slot_views: Dict[Tuple[int, int], Tuple[Tensor, Tensor, Tensor]] = {}
         # (active, solved) per step, summed into `degenerate` when it is read
         self._checks: List[Tuple[Tensor, Tensor]] = []
 
@@ -81,20 +81,23 @@ class AndersonSolver:
         """``f(z) - z``, written into the history slot that :meth:`propose` fills next."""
         return torch.sub(fz, z, out=self._g_slots[self.count % self.memory])
 
-    def _gram_slot(self, n: int, slot: int) -> Tuple[Tensor, Tensor]:
-        """Row ``slot`` of the ``n x n`` Gram block and its column, both ``(B, 1, n)`` views."""
-        views = self._gram_slots.get((n, slot))
+    def _views(self, n: int, slot: int) -> Tuple[Tensor, Tensor, Tensor]:
+        """Row and column ``slot`` of the ``n x n`` Gram block, both ``(B, 1, n)``, and the
+        ``(n, 1)`` weights of slot ``slot`` alone."""
+        views = self._slot_views.get((n, slot))
         if views is None:
             gram = self._grams[n - 1]
-            views = (gram.narrow(1, slot, 1), gram.narrow(2, slot, 1).transpose(1, 2))
-            self._gram_slots[(n, slot)] = views
+            views = (gram.narrow(1, slot, 1), gram.narrow(2, slot, 1).transpose(1, 2),
+                     self._eye[:n, slot:slot + 1])
+            self._slot_views[(n, slot)] = views
         return views
 
-    def _weights(self, n: int, latest: int, active: Tensor) -> Tensor:
+    def _weights(self, n: int, alone: Tensor, active: Tensor) -> Tensor:
         """Mixing weights ``(B, n, 1)`` in float64 from the first ``n`` history slots.
 
-        A Cholesky factorization that fails (``K`` not positive definite) sends the sample to
-        ``f(z)``; where it succeeds the positive ridge keeps the solution finite.
+        A Cholesky factorization that fails (``K`` not positive definite) gives the sample
+        the weights ``alone`` (the newest iterate); where it succeeds the positive ridge keeps
+        the solution finite.
         """
         ridged, diag = self._ridged[n - 1], self._diags[n - 1]
         ridged.copy_(self._grams[n - 1])
@@ -103,7 +106,7 @@ class AndersonSolver:
         sol = torch.cholesky_solve(self._ones[n - 1], chol)
         ok = (info == 0).view(-1, 1, 1)
         self._checks.append((active, ok))
-        return torch.where(ok, sol / sol.sum(dim=1, keepdim=True), self._latest[n - 1][latest])
+        return torch.where(ok, sol / sol.sum(dim=1, keepdim=True), alone)
 
     def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
         """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples."""
@@ -114,11 +117,12 @@ class AndersonSolver:
         self.count += 1
         n = min(self.count, self.memory)
         row = torch.bmm(self._g_rows[slot], self._gs_t[n - 1])
-        for view in self._gram_slot(n, slot):
-            view.copy_(row)
-        alpha = self._weights(n, slot, active).mT.to(z.dtype)
+        gram_row, gram_col, alone = self._views(n, slot)
+        gram_row.copy_(row)
+        gram_col.copy_(row)
+        alpha = self._weights(n, alone, active).mT.to(z.dtype)
         mixed_f = torch.bmm(alpha, self._fs[n - 1]).squeeze(1)
         if self.beta == 1.0:
             return mixed_f
-        mixed_g = torch.bmm(alpha, self._gs[n - 1]).squeeze(1)
+        mixed_g = torch.bmm(alpha, self.gs[:, :n]).squeeze(1)
         return mixed_f - (1.0 - self.beta) * mixed_g

@@ -158,14 +158,15 @@ class _Tracker:
         batch = z0.shape[0]
         self.cfg = cfg
         self.best_z = z0.clone()
-        self.steps = torch.zeros(batch, dtype=torch.long, device=z0.device)
-        self.active = torch.ones(batch, dtype=torch.bool, device=z0.device)
         self.abs_trace = z0.new_empty(cfg.max_iter, batch)
         self.rel_trace = z0.new_empty(cfg.max_iter, batch)
-        # improved[t]: iterate t became the sample's best (all samples at t = 0)
+        # improved[t]: iterate t became the sample's best (all samples at t = 0);
+        # running[t]: the sample was still iterating when iterate t was evaluated
         self.improved = torch.empty_like(self.abs_trace, dtype=torch.bool)
+        self.running = torch.ones(cfg.max_iter + 1, batch, dtype=torch.bool, device=z0.device)
+        self.active = self.running[0]
         self._rows = tuple(zip(self.abs_trace.unbind(0), self.rel_trace.unbind(0),
-                               self.improved.unbind(0)))
+                               self.improved.unbind(0), self.running[1:].unbind(0)))
         self.tol = z0.new_tensor(cfg.tol)
         self.best: Optional[Tensor] = None  # best residual (stop_mode) so far
         self.limit: Optional[Tensor] = None  # divergence threshold on the absolute residual
@@ -174,7 +175,7 @@ class _Tracker:
 
     def record(self, step: int, z: Tensor, fz: Tensor, g: Tensor) -> Tuple[Tensor, Tensor]:
         """Book the residual ``g = fz - z`` of iterate ``step`` and update the per-sample state."""
-        abs_row, rel_row, improved = self._rows[step]
+        abs_row, rel_row, improved, running = self._rows[step]
         abs_res = torch.linalg.vector_norm(g, dim=1, out=abs_row)
         f_norm = torch.linalg.vector_norm(fz, dim=1).add_(REL_EPS)
         rel_res = torch.div(abs_res, f_norm, out=rel_row)
@@ -191,9 +192,9 @@ class _Tracker:
             # best_z starts as a copy of z0, which may be the caller's tensor
             self.best_z = pick_rows(improved, z, self.best_z)
             self.best = torch.where(improved, res, self.best)
-        self.steps += self.active
         # a sample stops on NaN/Inf or divergence (both fail abs_res <= limit) or at tol
-        self.active = self.active & (abs_res <= self.limit) & (res >= self.tol)
+        self.active = torch.logical_and(self.active & (abs_res <= self.limit),
+                                        res >= self.tol, out=running)
         if self.cfg.stall_steps is not None:
             self._check_stall(step)
         return abs_res, rel_res
@@ -204,15 +205,16 @@ class _Tracker:
         if step < self.cfg.stall_steps:
             return
         earlier = self.best_history.pop(0)
-        self.active = self.active & (self.best <= self.cfg.stall_ratio * earlier)
+        self.active &= self.best <= self.cfg.stall_ratio * earlier
 
     def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
         """The statistics after ``nfe`` evaluations; the reason each sample stopped is read
         off the residuals of the last evaluation it took part in."""
         abs_trace, rel_trace = self.abs_trace[:nfe], self.rel_trace[:nfe]
-        steps = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
-        best_step = torch.where(self.improved[:nfe], steps, 0).amax(dim=0)
-        last = (self.steps - 1).unsqueeze(0)
+        index = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
+        best_step = torch.where(self.improved[:nfe], index, 0).amax(dim=0)
+        steps = self.running[:nfe].sum(dim=0)
+        last = (steps - 1).unsqueeze(0)
         abs_last = abs_trace.gather(0, last).squeeze(0)
         trace = rel_trace if self.cfg.stop_mode == 'rel' else abs_trace
         stopped = ~self.active
@@ -221,7 +223,7 @@ class _Tracker:
         diverged = stopped & finite & (abs_last > self.limit)
         converged = trace.gather(0, last).squeeze(0) < self.cfg.tol
         return SolverStats(
-            steps=self.steps,
+            steps=steps,
             best_step=best_step,
             abs_res=abs_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
             rel_res=rel_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
