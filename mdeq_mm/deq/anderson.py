@@ -18,9 +18,10 @@ class AndersonSolver:
     The ridge is relative, ``lam * mean(diag(G G^T))``, so it does not depend on
     the scale of the state and ``K`` is positive definite unless every stored
     residual vanishes or is not finite; where its factorization fails the
-    sample steps to ``z+ = f(z)`` and is counted in ``degenerate``. The Gram matrix ``G G^T`` is kept and
-    updated by one row per step, so a step reads the history twice; the
-    residual is written straight into its history slot (:meth:`residual`).
+    sample steps to ``z+ = f(z)`` and is counted in ``degenerate``. The Gram
+    matrix ``G G^T`` is kept and updated by one row per step, so a step reads
+    the history twice; the residual is written straight into its history slot
+    (:meth:`residual`).
 
     Args:
         z0 (Tensor): ``(B, D)`` initial state in the solver dtype.
@@ -109,7 +110,10 @@ class AndersonSolver:
         return torch.where(ok, sol / sol.sum(dim=1, keepdim=True), alone)
 
     def propose(self, z: Tensor, fz: Tensor, g: Tensor, active: Tensor) -> Tensor:
-        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples."""
+        """Next iterate from ``z``, ``f(z)`` and ``g = f(z) - z``; ``active``: running samples.
+
+        ``g`` is copied into the history unless it is the slot :meth:`residual` wrote.
+        """
         slot = self.count % self.memory
         if g is not self._g_slots[slot]:  # not made by residual()
             self._g_slots[slot].copy_(g)
