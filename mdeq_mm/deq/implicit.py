@@ -37,6 +37,9 @@ DEPRECATED_IMPLICIT_KEYS = {'k': 'phantom_k', 'tau': 'phantom_tau'}
 # VJP, and a solve that stalls (e.g. at random initialization) would otherwise spend its
 # whole budget before the fallback runs.
 BACKWARD_STALL_STEPS = 5
+# The implicit backward tests for "all samples stopped" after every VJP: the host sync costs
+# microseconds, a VJP milliseconds, so a stalled solve wastes no VJP after its stop.
+BACKWARD_CHECK_EVERY = 1
 # SolverConfig fields an implicit backward accepts; 'solver' names the type. 'tau' is not one:
 # the linear solve is undamped.
 BACKWARD_SOLVER_KEYS = ('solver', 'max_iter', 'tol', 'stop_mode', 'memory', 'lam', 'beta',
@@ -74,8 +77,9 @@ class BackwardConfig:
     (no gradient from them) or ``'accept'`` (use the best iterate anyway). The
     linear solve stops a stalled sample early (``stall_steps``, default
     ``BACKWARD_STALL_STEPS``; None spends the whole budget), so the fallback
-    does not wait for a hopeless solve. A ``solver='fixed_point'`` linear solve
-    is undamped.
+    does not wait for a hopeless solve; it tests for its early exit after
+    every VJP (``check_every``, default ``BACKWARD_CHECK_EVERY``). A
+    ``solver='fixed_point'`` linear solve is undamped.
     ``type='phantom'``: ``k`` damped unrolled steps from the detached fixed
     point, ``z <- tau f(z) + (1 - tau) z`` (``k=1, tau=1``: Jacobian-free).
 
@@ -99,7 +103,8 @@ class BackwardConfig:
 
     type: str = 'implicit'
     solver: SolverConfig = field(
-        default_factory=lambda: SolverConfig(stall_steps=BACKWARD_STALL_STEPS))
+        default_factory=lambda: SolverConfig(stall_steps=BACKWARD_STALL_STEPS,
+                                             check_every=BACKWARD_CHECK_EVERY))
     on_fail: str = 'phantom'
     k: int = 5
     tau: float = 0.6
@@ -134,6 +139,7 @@ class BackwardConfig:
         solver = {('type' if key == 'solver' else key): cfg.pop(key)
                   for key in BACKWARD_SOLVER_KEYS if key in cfg}
         solver.setdefault('stall_steps', BACKWARD_STALL_STEPS)
+        solver.setdefault('check_every', BACKWARD_CHECK_EVERY)
         phantom = {field: cfg.pop(key) for key, field in IMPLICIT_PHANTOM_KEYS.items()
                    if key in cfg}
         return cls(type=kind, solver=SolverConfig(**solver), **phantom, **cfg)

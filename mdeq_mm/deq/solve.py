@@ -5,10 +5,13 @@ NaN/divergence guards live here once; a solver in :data:`SOLVERS` only turns
 ``(z, f(z))`` into the next iterate. A solver class provides ``options`` (the
 :class:`SolverConfig` fields its constructor takes besides ``z0`` and
 ``max_iter``), a 0-dim long tensor ``degenerate`` and
-``propose(z, fz, g, active) -> Tensor`` (``g = fz - z``, computed once by the loop).
+``propose(z, fz, g, active) -> Tensor`` (``g = fz - z``, computed once by the loop). It may
+provide ``residual(z, fz) -> Tensor`` to choose where that ``g`` is stored (e.g. straight
+into its history); by default it is a new tensor.
 """
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -144,80 +147,91 @@ class SolverState:
 
 
 class _Tracker:
-    """Per-sample residuals, stopping, flags and best iterate of one solve."""
+    """Per-sample residuals, stopping and best iterate of one solve.
+
+    A step costs a few small batched operations: the residual norms are written straight
+    into the traces, a step only records which samples improved, and the flags, best step
+    and best residuals are read off the traces once, in :meth:`stats`.
+    """
 
     def __init__(self, z0: Tensor, cfg: SolverConfig) -> None:
         batch = z0.shape[0]
         self.cfg = cfg
         self.best_z = z0.clone()
-        self.best_abs = z0.new_full((batch,), float('nan'))
-        self.best_rel = z0.new_full((batch,), float('nan'))
-        self.best_step = torch.zeros(batch, dtype=torch.long, device=z0.device)
-        self.steps = torch.zeros(batch, dtype=torch.long, device=z0.device)
-        self.nan = torch.zeros(batch, dtype=torch.bool, device=z0.device)
-        self.diverged = torch.zeros_like(self.nan)
-        self.stalled = torch.zeros_like(self.nan)
-        # best residual (stop_mode) after each of the last stall_steps + 1 evaluations
-        self.best_history: List[Tensor] = []
-        self.active = torch.ones_like(self.nan)
-        self.start_abs = self.best_abs
         self.abs_trace = z0.new_empty(cfg.max_iter, batch)
         self.rel_trace = z0.new_empty(cfg.max_iter, batch)
+        # improved[t]: iterate t became the sample's best (all samples at t = 0);
+        # running[t]: the sample was still iterating when iterate t was evaluated
+        self.improved = torch.empty_like(self.abs_trace, dtype=torch.bool)
+        self.running = torch.ones(cfg.max_iter + 1, batch, dtype=torch.bool, device=z0.device)
+        self.active = self.running[0]
+        self._rows = tuple(zip(self.abs_trace.unbind(0), self.rel_trace.unbind(0),
+                               self.improved.unbind(0), self.running[1:].unbind(0)))
+        self.tol = z0.new_tensor(cfg.tol)
+        self.best: Optional[Tensor] = None  # best residual (stop_mode) so far
+        self.limit: Optional[Tensor] = None  # divergence threshold on the absolute residual
+        # best residual after each of the last stall_steps + 1 evaluations
+        self.best_history: List[Tensor] = []
 
     def record(self, step: int, z: Tensor, fz: Tensor, g: Tensor) -> Tuple[Tensor, Tensor]:
         """Book the residual ``g = fz - z`` of iterate ``step`` and update the per-sample state."""
-        abs_res = torch.linalg.vector_norm(g, dim=1)
-        rel_res = abs_res / (torch.linalg.vector_norm(fz, dim=1) + REL_EPS)
-        self.abs_trace[step] = abs_res
-        self.rel_trace[step] = rel_res
+        abs_row, rel_row, improved, running = self._rows[step]
+        abs_res = torch.linalg.vector_norm(g, dim=1, out=abs_row)
+        f_norm = torch.linalg.vector_norm(fz, dim=1).add_(REL_EPS)
+        rel_res = torch.div(abs_res, f_norm, out=rel_row)
         res = rel_res if self.cfg.stop_mode == 'rel' else abs_res
-        # a NaN/Inf anywhere in z or f(z) makes the residual norm NaN/Inf
-        finite = torch.isfinite(abs_res)
-        active = self.active
         if step == 0:
-            self.start_abs = abs_res
-            improve = torch.ones_like(active)
+            improved.fill_(True)
+            self.best = res
+            # capped so that an infinite residual exceeds it (NaN fails every comparison)
+            self.limit = (abs_res * self.cfg.divergence_factor).clamp_(
+                max=torch.finfo(abs_res.dtype).max)
         else:
-            best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
-            improve = active & finite & (res < best)
-        if step > 0:  # best_z starts as a copy of z0, which may be the caller's tensor
-            self.best_z = pick_rows(improve, z, self.best_z)
-        self.best_abs = torch.where(improve, abs_res, self.best_abs)
-        self.best_rel = torch.where(improve, rel_res, self.best_rel)
-        self.best_step = torch.where(improve, torch.full_like(self.best_step, step),
-                                     self.best_step)
-        self.steps += active.long()
-        bad = active & ~finite
-        grown = active & finite & (abs_res > self.cfg.divergence_factor * self.start_abs)
-        self.nan |= bad
-        self.diverged |= grown
-        self.active = active & ~bad & ~grown & ~(res < self.cfg.tol)
+            # a NaN/Inf in z or f(z) makes the residuals NaN/Inf: never an improvement
+            torch.logical_and(res < self.best, self.active, out=improved)
+            # best_z starts as a copy of z0, which may be the caller's tensor
+            self.best_z = pick_rows(improved, z, self.best_z)
+            self.best = torch.where(improved, res, self.best)
+        # a sample stops on NaN/Inf or divergence (both fail abs_res <= limit) or at tol
+        self.active = torch.logical_and(self.active & (abs_res <= self.limit),
+                                        res >= self.tol, out=running)
         if self.cfg.stall_steps is not None:
             self._check_stall(step)
         return abs_res, rel_res
 
     def _check_stall(self, step: int) -> None:
         """Stop samples whose best residual fell by less than ``stall_ratio`` in ``stall_steps``."""
-        best = self.best_rel if self.cfg.stop_mode == 'rel' else self.best_abs
-        self.best_history.append(best)
+        self.best_history.append(self.best)
         if step < self.cfg.stall_steps:
             return
         earlier = self.best_history.pop(0)
-        stalled = self.active & ~(best <= self.cfg.stall_ratio * earlier)
-        self.stalled |= stalled
-        self.active = self.active & ~stalled
+        self.active &= self.best <= self.cfg.stall_ratio * earlier
 
     def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
+        """The statistics after ``nfe`` evaluations; the reason each sample stopped is read
+        off the residuals of the last evaluation it took part in."""
+        abs_trace, rel_trace = self.abs_trace[:nfe], self.rel_trace[:nfe]
+        index = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
+        best_step = torch.where(self.improved[:nfe], index, 0).amax(dim=0)
+        steps = self.running[:nfe].sum(dim=0)
+        last = (steps - 1).unsqueeze(0)
+        abs_last = abs_trace.gather(0, last).squeeze(0)
+        trace = rel_trace if self.cfg.stop_mode == 'rel' else abs_trace
+        stopped = ~self.active
+        finite = torch.isfinite(abs_last)
+        nan = stopped & ~finite
+        diverged = stopped & finite & (abs_last > self.limit)
+        converged = trace.gather(0, last).squeeze(0) < self.cfg.tol
         return SolverStats(
-            steps=self.steps,
-            best_step=self.best_step,
-            abs_res=self.best_abs,
-            rel_res=self.best_rel,
-            abs_trace=self.abs_trace[:nfe],
-            rel_trace=self.rel_trace[:nfe],
-            nan=self.nan,
-            diverged=self.diverged,
-            stalled=self.stalled,
+            steps=steps,
+            best_step=best_step,
+            abs_res=abs_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
+            rel_res=rel_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
+            abs_trace=abs_trace,
+            rel_trace=rel_trace,
+            nan=nan,
+            diverged=diverged,
+            stalled=stopped & ~nan & ~diverged & ~converged,
             nfe=nfe,
             tol=self.cfg.tol,
             stop_mode=self.cfg.stop_mode,
@@ -297,13 +311,27 @@ def solve(f: Callable[[Tensor], Tensor],
         torch.clear_autocast_cache()
 
 
+def _residual(z: Tensor, fz: Tensor) -> Tensor:
+    return fz - z
+
+
+def _autocast_off(device_type: str) -> ContextManager:
+    """A reusable context that keeps the caller's autocast away from the solver's arithmetic."""
+    try:
+        enabled = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no device type here
+        enabled = True
+    return torch.autocast(device_type, enabled=False) if enabled else nullcontext()
+
+
 def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
          callback: Optional[Callable[[SolverState], Optional[bool]]]
          ) -> Tuple[Tensor, SolverStats]:
     solver_cls = SOLVERS[cfg.type]
     impl = solver_cls(z0, cfg.max_iter, **{k: getattr(cfg, k) for k in solver_cls.options})
     tracker = _Tracker(z0, cfg)
-    device_type = z0.device.type
+    residual = getattr(impl, 'residual', _residual)
+    no_autocast = _autocast_off(z0.device.type)
     z = z0
     nfe = 0
     for step in range(cfg.max_iter):
@@ -311,10 +339,11 @@ def _run(f: Callable[[Tensor], Tensor], z0: Tensor, cfg: SolverConfig,
         if fz.shape != z.shape:
             raise ValueError(f'f must keep the state shape {tuple(z.shape)}, '
                              f'returned {tuple(fz.shape)}')
-        fz = fz.to(z.dtype)
+        if fz.dtype != z.dtype:
+            fz = fz.to(z.dtype)
         nfe += 1
-        with torch.autocast(device_type, enabled=False):
-            g = fz - z
+        with no_autocast:
+            g = residual(z, fz)
             abs_res, rel_res = tracker.record(step, z, fz, g)
             if callback is not None and callback(
                     SolverState(nfe, abs_res, rel_res, tracker.active)):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from mdeq_mm.deq import solve
+from mdeq_mm.deq.anderson import AndersonSolver
 
 from .problems import DTYPE, linear_problem
 
@@ -51,6 +52,26 @@ def test_iterates_minimise_the_mixed_residual_over_the_history():
     alpha = torch.cat([coef.squeeze(2), 1 - coef.sum(dim=(1, 2)).unsqueeze(1)], dim=1)
     expected = torch.einsum('bn,bnd->bd', alpha, fs)
     assert torch.allclose(inputs[-1], expected, rtol=1e-6, atol=1e-8)
+
+
+def test_a_residual_not_written_by_the_solver_gives_the_same_iterates():
+    # solve() lets the solver write f(z) - z into its history; a caller of propose() may not
+    f, z_star = linear_problem(batch=2, dim=6)
+    z0 = torch.zeros_like(z_star)
+    inputs = []
+
+    def recording_f(z):
+        inputs.append(z.clone())
+        return f(z)
+
+    solve(recording_f, z0, solver='anderson', memory=3, max_iter=8, tol=0.0)
+    solver = AndersonSolver(z0, 8, memory=3)
+    active = torch.ones(2, dtype=torch.bool)
+    z = z0
+    for expected in inputs[1:]:
+        fz = f(z)
+        z = solver.propose(z, fz, fz - z, active)
+        assert torch.equal(z, expected)
 
 
 def reference_anderson(f, z0, memory, lam, beta, steps):

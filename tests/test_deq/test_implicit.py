@@ -5,7 +5,7 @@ from torch import nn
 
 from mdeq_mm.deq import BackwardConfig, DEQCore, FallbackConfig, SolverConfig
 from mdeq_mm.deq import solve
-from mdeq_mm.deq.implicit import BACKWARD_STALL_STEPS
+from mdeq_mm.deq.implicit import BACKWARD_CHECK_EVERY, BACKWARD_STALL_STEPS
 
 from .problems import DTYPE
 
@@ -185,6 +185,18 @@ def test_a_stalled_backward_solve_stops_early_and_its_fallback_starts_from_its_b
     g_by_hand = fallback_by_hand(model, dict(backward, stall_steps=5), k=3, tau=0.5,
                                  forward=forward)
     assert rel_err(g_fallback, g_by_hand) < 1e-10
+
+
+def test_a_stalled_backward_solve_with_default_settings_stops_at_its_stall_step():
+    # both samples stall after 6 VJPs (checked every 4 VJPs, the solve would run 8)
+    model = ToyMultiscale(contraction=5.0)
+    core = DEQCore(dict(TIGHT, max_iter=150),
+                   dict(type='implicit', solver='fixed_point', max_iter=40, tol=1e-10))
+    gradients(model, core)
+    stats = core.last_backward_stats
+    assert bool(stats.stalled.all())
+    # no VJP after the last sample stalled
+    assert stats.nfe == int(stats.steps.max()) < 40
 
 
 def test_stall_rule_leaves_a_converging_backward_solve_unchanged():
@@ -449,8 +461,10 @@ def test_an_implicit_backward_reads_its_old_k_and_tau_as_the_phantom_fallback_wi
 def test_core_validates_all_of_its_settings():
     cfg = BackwardConfig.from_dict(dict(type='implicit', solver='anderson', max_iter=7,
                                         phantom_k=2))
-    assert cfg.solver == SolverConfig(type='anderson', max_iter=7, stall_steps=BACKWARD_STALL_STEPS)
-    assert cfg.k == 2 and BackwardConfig().solver.stall_steps == BACKWARD_STALL_STEPS
+    assert cfg.solver == SolverConfig(type='anderson', max_iter=7, stall_steps=BACKWARD_STALL_STEPS,
+                                      check_every=BACKWARD_CHECK_EVERY)
+    assert cfg.k == 2 and BackwardConfig().solver == SolverConfig(
+        stall_steps=BACKWARD_STALL_STEPS, check_every=BACKWARD_CHECK_EVERY)
     with pytest.raises(ValueError, match='newton'):
         DEQCore(forward_cfg=dict(type='newton'))
     with pytest.raises(ValueError, match='tau'):
