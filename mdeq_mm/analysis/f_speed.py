@@ -40,6 +40,35 @@ def _evaluations(f: StateFn, z: Sequence[Tensor]) -> Dict[str, Callable[[], obje
     return {'forward': forward, 'forward_vjp': forward_vjp}
 
 
+def f_evaluations(mdeq: MDEQ, x: Tensor,
+                  compile_f: bool = False) -> Dict[str, Dict[str, Callable[[], object]]]:
+    """The evaluations of f that :func:`f_variants` times, per variant of f, at the
+    equilibrium of ``mdeq`` on images ``x``: each variant's ``'forward'`` returns f(z*) and its
+    ``'forward_vjp'`` the vector-Jacobian product with f(z*), so variants can be checked
+    against eager.
+
+    Args:
+        mdeq (MDEQ): The backbone (put in eval mode; a copy is made for ``channels_last``).
+        x (Tensor): Images (B, 3, H, W).
+        compile_f (bool): Also ``torch.compile`` f. Defaults to False.
+
+    Returns:
+        dict: ``{'eager': ..., 'channels_last': ...[, 'compiled': ...]}``, each
+        ``{'forward': call, 'forward_vjp': call}``.
+    """
+    mdeq.eval()
+    with torch.no_grad():
+        f, z0 = mdeq.fixed_point_problem(x)
+        z_star = mdeq.deq(f, z0)
+        fast = copy.deepcopy(mdeq).to(memory_format=torch.channels_last)
+        f_cl, _ = fast.fixed_point_problem(x.contiguous(memory_format=torch.channels_last))
+    variants = {'eager': _evaluations(f, z_star),
+                'channels_last': _evaluations(f_cl, _channels_last(z_star))}
+    if compile_f:
+        variants['compiled'] = _evaluations(torch.compile(f), z_star)
+    return variants
+
+
 def f_variants(mdeq: MDEQ, x: Tensor, rounds: int,
                compile_f: bool = False) -> Dict[str, dict]:
     """Time eager f against its variants at the equilibrium of ``mdeq`` on images ``x``.
@@ -56,17 +85,9 @@ def f_variants(mdeq: MDEQ, x: Tensor, rounds: int,
         round, and ``'<variant>/eager_over_variant'``, a :class:`RatioSummary` as a dict
         (above 1: the variant is faster); with ``compile_f``, ``'compile_s'`` (first calls).
     """
-    mdeq.eval()
-    with torch.no_grad():
-        f, z0 = mdeq.fixed_point_problem(x)
-        z_star = mdeq.deq(f, z0)
-        fast = copy.deepcopy(mdeq).to(memory_format=torch.channels_last)
-        f_cl, _ = fast.fixed_point_problem(x.contiguous(memory_format=torch.channels_last))
-    variants = {'eager': _evaluations(f, z_star),
-                'channels_last': _evaluations(f_cl, _channels_last(z_star))}
+    variants = f_evaluations(mdeq, x, compile_f)
     compile_s = {}
     if compile_f:
-        variants['compiled'] = _evaluations(torch.compile(f), z_star)
         compile_s = {kind: time_call(run) for kind, run in variants['compiled'].items()}
     out: Dict[str, dict] = {}
     for kind in ('forward', 'forward_vjp'):
