@@ -1,6 +1,9 @@
 """Fixed-point problems with known solutions, shared by the solver tests (float64 throughout,
 so comparisons do not depend on the BLAS kernel)."""
+from typing import Callable, List, Tuple
+
 import torch
+from torch import Tensor
 
 DTYPE = torch.float64
 
@@ -20,3 +23,14 @@ def linear_problem(batch=3, dim=16, radius=0.97, seed=0):
     b = torch.randn(batch, dim, generator=gen, dtype=DTYPE)
     z_star = torch.linalg.solve(torch.eye(dim, dtype=DTYPE) - a, b)
     return (lambda z: torch.einsum('bij,bj->bi', a, z) + b), z_star
+
+
+def recording(f: Callable[[Tensor], Tensor]) -> Tuple[Callable[[Tensor], Tensor], List[Tensor]]:
+    """``f`` wrapped to record a copy of every iterate it is called with, and that list."""
+    inputs: List[Tensor] = []
+
+    def recording_f(z: Tensor) -> Tensor:
+        inputs.append(z.clone())
+        return f(z)
+
+    return recording_f, inputs

@@ -4,7 +4,7 @@ import torch
 from mdeq_mm.deq import solve
 from mdeq_mm.deq.anderson import AndersonSolver
 
-from .problems import DTYPE, linear_problem
+from .problems import DTYPE, linear_problem, recording
 
 
 def test_memory_one_is_plain_fixed_point_iteration():
@@ -35,11 +35,7 @@ def test_singular_system_falls_back_to_f_and_is_counted():
 def test_iterates_minimise_the_mixed_residual_over_the_history():
     f, z_star = linear_problem(batch=2, dim=6)
     z0 = torch.zeros_like(z_star)
-    inputs = []
-
-    def recording_f(z):
-        inputs.append(z.clone())
-        return f(z)
+    recording_f, inputs = recording(f)
 
     solve(recording_f, z0, solver='anderson', memory=3, lam=1e-12, max_iter=6, tol=0.0)
     # the last proposal mixes the images of the 3 latest iterates with the weights that
@@ -58,11 +54,7 @@ def test_a_residual_not_written_by_the_solver_gives_the_same_iterates():
     # solve() lets the solver write f(z) - z into its history; a caller of propose() may not
     f, z_star = linear_problem(batch=2, dim=6)
     z0 = torch.zeros_like(z_star)
-    inputs = []
-
-    def recording_f(z):
-        inputs.append(z.clone())
-        return f(z)
+    recording_f, inputs = recording(f)
 
     solve(recording_f, z0, solver='anderson', memory=3, max_iter=8, tol=0.0)
     solver = AndersonSolver(z0, 8, memory=3)
@@ -96,11 +88,7 @@ def reference_anderson(f, z0, memory, lam, beta, steps):
 def test_iterates_equal_the_textbook_anderson_after_the_history_wraps(beta):
     f, z_star = linear_problem(batch=3, dim=16)
     z0 = torch.zeros_like(z_star)
-    inputs = []
-
-    def recording_f(z):
-        inputs.append(z.clone())
-        return f(z)
+    recording_f, inputs = recording(f)
 
     solve(recording_f, z0, solver='anderson', memory=4, lam=1e-4, beta=beta, max_iter=15,
           tol=0.0)

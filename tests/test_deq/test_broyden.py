@@ -6,16 +6,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from mdeq_mm.deq import BroydenSolver, DEQCore, solve
 from mdeq_mm.deq.broyden import DEFAULT_MEMORY
 
-from .problems import DTYPE, linear_problem
+from .problems import DTYPE, linear_problem, recording
 
 
 def test_first_step_is_f_of_z0():
     f, z_star = linear_problem(batch=2, dim=5)
-    inputs = []
-
-    def recording_f(z):
-        inputs.append(z.clone())
-        return f(z)
+    recording_f, inputs = recording(f)
 
     z0 = torch.randn_like(z_star)
     solve(recording_f, z0, solver='broyden', max_iter=2, tol=0.0)
@@ -72,11 +68,7 @@ def dense_broyden_iterates(f, z0, steps, memory):
 
 
 def recorded_iterates(f, z0, steps, memory):
-    inputs = []
-
-    def recording_f(z):
-        inputs.append(z.clone())
-        return f(z)
+    recording_f, inputs = recording(f)
 
     solve(recording_f, z0, solver='broyden', max_iter=steps, memory=memory, tol=0.0)
     return torch.stack(inputs)
