@@ -175,3 +175,21 @@ def test_model_zoo_check_fails_on_a_stale_page(model_zoo_tool, tmp_path, capsys)
     stale.write_text(model_zoo_tool.render(str(REPO)).replace('8.97M', '9.00M'))
     assert model_zoo_tool.main(['--check', '--out', str(stale)]) == 1
     assert 'out of date' in capsys.readouterr().err
+
+
+def test_model_zoo_rows_show_results_flops_and_published_figures(model_zoo_tool, tmp_path):
+    folder = tmp_path / 'configs' / 'stock'
+    folder.mkdir(parents=True)
+    (folder / 'metafile.yaml').write_text(
+        'Models:\n'
+        '- Name: fcn_mdeq-small_stock\n'
+        '  Config: configs/stock/fcn_mdeq-small_stock.py\n'
+        '  Metadata: {Training Data: Cityscapes, Parameters: 8967987, FLOPs: 25000000000,\n'
+        '             Paper Result: 75.1 mIoU | paper}\n'
+        '  Results:\n'
+        '  - {Task: Semantic Segmentation, Dataset: one frame, Metrics: {mIoU: 50.2}}\n')
+    page = model_zoo_tool.render(str(tmp_path))
+    assert '## stock' in page
+    assert '| config | training data | batch | params | FLOPs | measured | published |' in page
+    assert ('| [fcn_mdeq-small_stock](../configs/stock/fcn_mdeq-small_stock.py) | Cityscapes | - '
+            '| 8.97M | 25.0G | mIoU 50.2 on one frame | 75.1 mIoU \\| paper |') in page

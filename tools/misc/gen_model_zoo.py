@@ -89,12 +89,11 @@ def collection_section(folder: str, metafile: Dict[str, Any]) -> List[str]:
     extra = [key for key in ('FLOPs', 'Weights')
              if any(key in model.get('Metadata', {}) or key in model for model in models)]
     lines = []
-    for collection in metafile.get('Collections', []):
+    for collection in metafile.get('Collections') or [dict(Name=folder)]:
         lines += [f"## {collection['Name']}", '']
         paper = collection.get('Paper')
-        if paper:
-            lines += [f"Paper: [{paper['Title']}]({paper['URL']}). "
-                      f'Configs: [`configs/{folder}/`](../configs/{folder}/).', '']
+        source = f'Configs: [`configs/{folder}/`](../configs/{folder}/).'
+        lines += [f"Paper: [{paper['Title']}]({paper['URL']}). {source}" if paper else source, '']
     columns = ['config', 'training data', 'batch', 'params', *extra, 'measured', 'published']
     lines += ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
     for model in models:
