@@ -31,8 +31,9 @@ class BuildWithConfigs(build_py):
     """build_py that also copies MIM_FILES and MIM_TREES under mdeq_mm/.mim and adds the
     start-up .pth file.
 
-    Editable installs get neither: their configs stay in the checkout, which ``mdeq_mm`` finds
-    by itself, and ``mdeq_mm::`` paths work there once ``mdeq_mm`` is imported.
+    Editable installs get neither: ``mdeq_mm`` finds the configs in the checkout, and
+    ``mdeq_mm::`` paths work there once ``mdeq_mm`` is imported (a config's ``custom_imports``
+    come too late: its bases are read first).
     """
 
     def run(self) -> None:

@@ -190,9 +190,30 @@ def user_report(installed_python, tmp_path_factory):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope='module')
+def wheel_from_sdist(tmp_path_factory):
+    """A wheel built from this package's source distribution, as pip builds one from PyPI."""
+    out = tmp_path_factory.mktemp('sdist')
+    subprocess.run([sys.executable, 'setup.py', '-q', 'sdist', '-d', str(out)], cwd=REPO,
+                   check=True, capture_output=True)
+    (sdist, ) = out.glob('mdeq_mm-*.tar.gz')
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-index',
+                    '--no-build-isolation', '--quiet', str(sdist), '-w', str(out)], check=True)
+    (wheel, ) = out.glob('mdeq_mm-*.whl')
+    return str(wheel)
+
+
+def wheel_files(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        return {name for name in archive.namelist() if '.dist-info/' not in name}
+
+
+def test_a_wheel_from_the_sdist_has_the_same_files(package_wheel, wheel_from_sdist):
+    assert wheel_files(wheel_from_sdist) == wheel_files(package_wheel)
+
+
 def test_the_wheel_ships_every_config_the_model_index_and_the_startup_hook(package_wheel):
-    with zipfile.ZipFile(package_wheel) as wheel:
-        names = set(wheel.namelist())
+    names = wheel_files(package_wheel)
     configs = {f'mdeq_mm/.mim/{osp.relpath(path, REPO)}'
                for path in glob.glob(osp.join(REPO, 'configs', '**', '*.*'), recursive=True)
                if path.endswith(('.py', '.yaml'))}
