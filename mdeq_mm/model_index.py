@@ -5,6 +5,11 @@ A wheel ships ``configs/`` and ``model-index.yml`` inside the package, under ``m
 as mmseg and mmpretrain do; a source checkout (or an editable install) has them beside the
 package. ``import mdeq_mm`` calls :func:`register_config_scope` and
 :func:`register_mmpretrain_models`.
+
+mmseg's ``MMSegInferencer(model=name)`` looks names up only in the metafiles of the package its
+``scope`` names, and needs a ``Weights`` entry and a registry of that scope: with
+``scope='mdeq_mm'`` neither exists (no weights are published; our modules live in mmengine's root
+registries). Pass the config file instead: ``MMSegInferencer(config_file(name), weights=...)``.
 """
 import fnmatch
 import os.path as osp
@@ -108,7 +113,9 @@ def register_mmpretrain_models() -> List[str]:
     out. Calling it again adds nothing.
 
     mmpretrain's ``ModelHub.register_model_index`` takes a whole index and refuses names it
-    holds already, so the entries are added one by one to the hub's table.
+    holds already, so the entries are added one by one to the hub's table. ``inference_model``
+    and ``list_models(task=...)`` read the task from an entry's results: the hub's copy of an
+    entry without measured results gets one result that names the task and holds no metric.
 
     Examples:
         >>> from mmpretrain.apis import ModelHub
@@ -121,6 +128,7 @@ def register_mmpretrain_models() -> List[str]:
         False
     """
     from mmpretrain.apis import ModelHub
+    from modelindex.models.Result import Result
 
     root = index_root()
     names = []
@@ -131,5 +139,8 @@ def register_mmpretrain_models() -> List[str]:
         names.append(name)
         if not ModelHub.has(name):
             model.config = osp.join(root, model.config)
+            if not model.results:
+                dataset = model.metadata.training_data if model.metadata else None
+                model.results = [Result(task=CLASSIFICATION, dataset=dataset, metrics={})]
             ModelHub._models_dict[name] = model
     return names

@@ -33,6 +33,9 @@ def test_the_model_hub_holds_our_classifiers_and_no_segmentor():
     assert all(ModelHub.has(name) for name in names)
     assert not any(name.startswith('fcn_') for name in names)
     assert not ModelHub.has(FRAME_SEG)
+    # mmpretrain's inference_model picks the inferencer by the task of an entry's results
+    assert [result.task for result in ModelHub.get('mdeq-small_4xb32_in1k').results] == [
+        'Image Classification']
     # a second registration (a second import) adds nothing and raises nothing
     assert register_mmpretrain_models() == names
 

@@ -120,6 +120,7 @@ torch.save({'state_dict': model.state_dict()}, 'digits.pth')
 image = np.zeros((16, 16, 3), dtype=np.uint8)
 result = inference_model('mdeq-tiny_1xb32-300it_digits-16x16', image, pretrained='digits.pth')
 report['inference'] = sorted(result)
+report['classifiers'] = list_models('*mdeq*', task='Image Classification')
 
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -131,6 +132,12 @@ for name in ('classifier.py', 'segmentor.py'):
     report[name] = type(runner.model).__name__
     if name == 'classifier.py':
         report['train_images'] = len(runner.build_dataloader(cfg.train_dataloader).dataset)
+
+# mmseg's inferencer takes no name of ours (see mdeq_mm.model_index.config_file): the config path
+from mmseg.apis import MMSegInferencer
+from mdeq_mm.model_index import config_file
+seg = MMSegInferencer(config_file('fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256'), device='cpu')
+report['seg_inferencer'] = type(seg.model).__name__
 print(json.dumps(report))
 '''
 
@@ -238,6 +245,7 @@ def test_a_user_config_inherits_our_configs_before_mdeq_mm_is_imported(user_repo
 def test_the_stock_tools_runner_builds_from_an_inherited_config(user_report, installed_python):
     assert user_report['classifier.py'] == 'ImageClassifier'
     assert user_report['segmentor.py'] == 'EncoderDecoder'
+    assert user_report['seg_inferencer'] == 'EncoderDecoder'
     assert user_report['train_images'] == 20
     # the wheel's copy, not the source tree's
     assert user_report['mdeq_mm_file'].startswith(osp.dirname(osp.dirname(installed_python)))
@@ -248,3 +256,4 @@ def test_mmpretrain_finds_builds_and_runs_our_classifiers_by_name(user_report):
     assert 'mdeq-small_4xb32_in1k' in user_report['listed']
     assert not [name for name in user_report['listed'] if name.startswith('fcn_')]
     assert user_report['inference'] == ['pred_label', 'pred_score', 'pred_scores']
+    assert user_report['classifiers'] == user_report['listed']
