@@ -60,6 +60,13 @@ def package_wheel(tmp_path_factory):
     return str(wheel)
 
 
+def user_env():
+    """The environment of a user's shell: no PYTHONPATH (the source tree is not importable)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith('PIP_') and k != 'PYTHONPATH'}
+    return dict(env, PIP_CONFIG_FILE=os.devnull, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                PYTHONWARNINGS='ignore')
+
+
 def plan(python, tmp_path, *requirements):
     """pip's resolution of ``requirements`` in that environment, offline; returns the report.
 
@@ -67,11 +74,10 @@ def plan(python, tmp_path, *requirements):
     nothing but what it is given.
     """
     report = tmp_path / 'report.json'
-    env = {k: v for k, v in os.environ.items() if not k.startswith('PIP_') and k != 'PYTHONPATH'}
     proc = subprocess.run(
         [python, '-m', 'pip', 'install', '--dry-run', '--no-index', '--disable-pip-version-check',
          '--quiet', '--report', str(report), *requirements],
-        capture_output=True, text=True, cwd=tmp_path, env=dict(env, PIP_CONFIG_FILE=os.devnull))
+        capture_output=True, text=True, cwd=tmp_path, env=user_env())
     return proc, json.loads(report.read_text()) if proc.returncode == 0 else None
 
 
@@ -97,7 +103,8 @@ USER_CONFIGS = {
     'classifier.py': "_base_ = ['mdeq_mm::mdeq/mdeq-tiny_1xb32-300it_digits-16x16.py']\n"
     "data_root = 'digits'\n"
     "train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root))\n",
-    'segmentor.py': "_base_ = ['mdeq_mm::mdeq/fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256.py']\n",
+    'segmentor.py':
+    "_base_ = ['mdeq_mm::mdeq/fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256.py']\n",
     'runtime_only.py': "_base_ = ['mdeq_mm::_base_/mdeq_runtime.py']\n",
 }
 USER_SCRIPT = '''
@@ -136,7 +143,8 @@ for name in ('classifier.py', 'segmentor.py'):
 # mmseg's inferencer takes no name of ours (see mdeq_mm.model_index.config_file): the config path
 from mmseg.apis import MMSegInferencer
 from mdeq_mm.model_index import config_file
-seg = MMSegInferencer(config_file('fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256'), device='cpu')
+seg = MMSegInferencer(
+    config_file('fcn_mdeq-tiny_1xb2-120it_cityscapes-frame-128x256'), device='cpu')
 report['seg_inferencer'] = type(seg.model).__name__
 print(json.dumps(report))
 '''
@@ -166,13 +174,6 @@ def installed_python(tmp_path_factory, package_wheel):
     return python
 
 
-def user_env():
-    """The environment of a user's shell: no PYTHONPATH (the source tree is not importable)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith('PIP_') and k != 'PYTHONPATH'}
-    return dict(env, PIP_CONFIG_FILE=os.devnull, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
-                PYTHONWARNINGS='ignore')
-
-
 def write_digits_folders(root):
     """Two 16x16 images per class in mmpretrain's CustomDataset layout."""
     from PIL import Image
@@ -181,7 +182,8 @@ def write_digits_folders(root):
             folder = osp.join(root, split, str(label))
             os.makedirs(folder)
             for index in range(2):
-                Image.new('RGB', (16, 16), (25 * label, ) * 3).save(osp.join(folder, f'{index}.png'))
+                image = Image.new('RGB', (16, 16), (25 * label, ) * 3)
+                image.save(osp.join(folder, f'{index}.png'))
 
 
 @pytest.fixture(scope='module')
@@ -230,7 +232,8 @@ def test_the_wheel_ships_every_config_the_model_index_and_the_startup_hook(packa
 
 
 def test_python_startup_installs_the_hook_without_importing_mmengine(installed_python, tmp_path):
-    code = 'import sys; print(sorted(m for m in sys.modules if m.startswith(("mm", "_mdeq", "torch"))))'
+    code = ('import sys; '
+            'print(sorted(m for m in sys.modules if m.startswith(("mm", "_mdeq", "torch"))))')
     proc = subprocess.run([installed_python, '-c', code], cwd=tmp_path, env=user_env(),
                           capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "['_mdeq_mm_config_scope']"
