@@ -273,12 +273,12 @@ def measure_nfe(mdeq: MDEQ, images: Iterable[Tensor]) -> NFEMeasurement:
 
 
 def image_files(paths: Sequence[str]) -> List[str]:
-    """Image files among ``paths``, a directory standing for the images in it (sorted)."""
+    """Image files among ``paths``, a directory standing for the images below it (sorted)."""
     files: List[str] = []
     for path in paths:
         if osp.isdir(path):
-            files += sorted(osp.join(path, name) for name in os.listdir(path)
-                            if name.lower().endswith(IMAGE_EXTENSIONS))
+            files += sorted(osp.join(root, name) for root, _, names in os.walk(path)
+                            for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
         elif osp.isfile(path):
             files.append(path)
         else:
