@@ -226,8 +226,8 @@ class NFEMeasurement:
         steps (list[int]): Evaluations until the image's solve stopped (reached ``tol``, was
             flagged, or spent the budget).
         evaluations (list[int]): Evaluations executed: ``steps`` plus those the solve loop
-            ran before testing for its early exit (every ``check_every`` steps) and any
-            fallback re-solve.
+            ran before testing for its early exit (every ``check_every`` steps) and those of
+            a ``'fixed_point'`` fallback re-solve (after NaN/Inf or divergence).
     """
 
     steps: List[int] = field(default_factory=list)

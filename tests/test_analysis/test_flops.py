@@ -63,6 +63,16 @@ def test_traced_inference_costs_once_plus_budget_times_f(segmentor, complexity, 
     assert mdeq.eval_max_iter is None
 
 
+def test_a_classifier_costs_once_plus_budget_times_f(config_path):
+    model = build_model(load_config(config_path('mdeq/mdeq-tiny_1xb32-300it_digits-16x16.py')))
+    deq = model.backbone.deq
+    deq.forward_cfg = dataclasses.replace(deq.forward_cfg, type='fixed_point', tol=0.0)
+    c = model_complexity(model, (16, 16))
+    with evaluation_budget(model.backbone, 2), torch.no_grad():
+        assert traced_flops(model, (torch.rand(1, 3, 16, 16), )) == c.total(2)
+    assert c.params == sum(p.numel() for p in model.parameters())
+
+
 def test_broyden_arithmetic_is_a_small_extra_on_top_of_its_f_evaluations():
     mdeq = tiny_mdeq(forward_solver=dict(type='broyden', max_iter=6, tol=0.0))
     c = model_complexity(mdeq, (32, 32))
