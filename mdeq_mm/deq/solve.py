@@ -181,7 +181,7 @@ class _Tracker:
         rel_res = torch.div(abs_res, f_norm, out=rel_row)
         res = rel_res if self.cfg.stop_mode == 'rel' else abs_res
         if step == 0:
-            improved.fill_(True)
+            improved.fill_(1)  # a bool fill_ cannot be traced (torch.jit)
             self.best = res
             # capped so that an infinite residual exceeds it (NaN fails every comparison)
             self.limit = (abs_res * self.cfg.divergence_factor).clamp_(
