@@ -26,6 +26,8 @@ PAINT_EVERY = 1
 # What mmengine's ``Runner.load_checkpoint`` strips from checkpoint keys by default.
 WRAPPER_PREFIX = re.compile(r'^module\.')
 MAX_LISTED_KEYS = 10
+# ``--resume`` without a path: the latest checkpoint of the work_dir
+AUTO_RESUME = 'auto'
 
 
 def tool_parser(doc: str) -> argparse.ArgumentParser:
@@ -91,6 +93,42 @@ def load_tool_config(config: str,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def add_resume_arg(parser: argparse.ArgumentParser) -> None:
+    """Add mmpretrain's ``--resume [CHECKPOINT]``: with a path, resume from that checkpoint;
+    alone, resume from the latest checkpoint of the work_dir (mmseg's ``--resume``)."""
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const=AUTO_RESUME,
+        metavar='CHECKPOINT',
+        help='resume from CHECKPOINT, or without a path from the latest checkpoint in the '
+        'work_dir')
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Apply ``--resume`` to ``cfg`` as mmpretrain's train tool does.
+
+    Args:
+        cfg (Config): The training config; changed in place.
+        resume (str, optional): None (start afresh, the config's ``load_from`` kept),
+            ``'auto'`` (the latest checkpoint of the work_dir) or a checkpoint path.
+
+    Example:
+        >>> cfg = Config(dict(load_from='pretrained.pth'))
+        >>> set_resume(cfg, 'work_dirs/x/iter_4000.pth')
+        >>> cfg.resume, cfg.load_from
+        (True, 'work_dirs/x/iter_4000.pth')
+        >>> set_resume(cfg, 'auto')
+        >>> cfg.resume, cfg.load_from
+        (True, None)
+    """
+    if resume is None:
+        cfg.resume = False
+        return
+    cfg.resume = True
+    cfg.load_from = None if resume == AUTO_RESUME else resume
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -7,13 +7,14 @@ import os
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
-from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, load_checkpoint,
-                                   parse_tool_args, tool_parser)
+from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, add_resume_arg,
+                                   load_checkpoint, parse_tool_args, set_resume, tool_parser)
 
 
 def test_launch_arguments_parse_like_mmsegs_and_export_the_local_rank(monkeypatch):
@@ -41,6 +42,21 @@ def test_tool_parser_describes_a_tool_with_its_docstring_and_keeps_the_examples_
     help_text = parser.format_help()
     assert 'python tools/x.py --flag    # keep  spacing' in help_text
     assert tool_parser('One line only.').epilog is None
+
+@pytest.mark.parametrize('argv, resume, load_from', [
+    ([], False, 'pretrained.pth'),
+    (['--resume'], True, None),
+    (['--resume', 'work_dirs/x/iter_8.pth'], True, 'work_dirs/x/iter_8.pth'),
+])
+def test_resume_takes_an_optional_checkpoint_like_mmpretrains(argv, resume, load_from):
+    parser = argparse.ArgumentParser()
+    parser.add_argument('config')
+    add_resume_arg(parser)
+    args = parser.parse_args(['cfg.py', *argv])
+    cfg = Config(dict(load_from='pretrained.pth', resume=True))
+    set_resume(cfg, args.resume)
+    assert (cfg.resume, cfg.load_from) == (resume, load_from)
+
 
 RUN_IDS = itertools.count()
 
