@@ -11,8 +11,9 @@ import argparse
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
-                                   enable_tta, enable_visualization, load_checkpoint,
-                                   load_tool_config, parse_tool_args)
+                                   check_model, enable_tta, enable_visualization,
+                                   load_checkpoint, load_tool_config, parse_tool_args)
+from mdeq_mm.models.head_channels import HeadChannelsError
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,6 +71,10 @@ def main() -> None:
     # not load them again (cfg.load_from), which would print mmengine's line per unfit key
     cfg.load_from = None
     runner = build_runner(cfg)
+    try:
+        check_model(runner)
+    except HeadChannelsError as err:
+        raise SystemExit(str(err)) from err
     try:
         load_checkpoint(runner, args.checkpoint, strict=not args.allow_partial_load)
     except IncompatibleCheckpointError as err:

@@ -17,6 +17,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
 
+from mdeq_mm.models.head_channels import check_head_channels
+
 from .distributed import init_cpu_process_group
 
 TOOLBOXES = ('mmseg', 'mmpretrain')
@@ -257,6 +259,24 @@ class IncompatibleCheckpointError(RuntimeError):
         super().__init__('\n'.join(lines))
 
 
+def data_model(runner: Runner) -> nn.Module:
+    """The runner's model inside its wrappers (DDP) and TTA model."""
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
+
+
+def check_model(runner: Runner) -> None:
+    """Check the runner's model before it runs: its heads must take the channels its MDEQ
+    backbone gives (:func:`~mdeq_mm.models.head_channels.check_head_channels`).
+
+    Raises:
+        HeadChannelsError: Each head whose ``in_channels`` differ, with the value to write.
+    """
+    check_head_channels(data_model(runner))
+
+
 def checkpoint_fit(model: nn.Module, state_dict: Dict[str, torch.Tensor]
                    ) -> Tuple[List[str], List[str], Dict[str, tuple]]:
     """How ``state_dict`` fits ``model``: its missing, unexpected and mis-shaped keys.
@@ -309,9 +329,7 @@ def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
         UnreadableCheckpointError: A local file torch cannot read (truncated or corrupt).
     """
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
-    model: nn.Module = runner.model
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
+    model = data_model(runner)
     source = checkpoint.get('state_dict', checkpoint)
     metadata = getattr(source, '_metadata', None)
     source = OrderedDict((WRAPPER_PREFIX.sub('', key), value) for key, value in source.items())
