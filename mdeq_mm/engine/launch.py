@@ -1,6 +1,6 @@
 """What the tools share: the command-line parser of the analysis tools and demos, the launcher
 arguments, config loading and runner building of ``tools/train.py`` and ``tools/test.py``, plus
-the test tool's visualization, test-time augmentation and checkpoint checks."""
+the test tool's visualization, test-time augmentation, model and checkpoint checks."""
 import argparse
 import copy
 import os

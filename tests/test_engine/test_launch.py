@@ -14,7 +14,8 @@ from torch import nn
 
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, add_resume_arg,
-                                   load_checkpoint, parse_tool_args, set_resume, tool_parser)
+                                   enable_tta, enable_visualization, load_checkpoint,
+                                   parse_tool_args, set_resume, tool_parser)
 
 
 def test_launch_arguments_parse_like_mmsegs_and_export_the_local_rank(monkeypatch):
@@ -56,6 +57,25 @@ def test_resume_takes_an_optional_checkpoint_like_mmpretrains(argv, resume, load
     cfg = Config(dict(load_from='pretrained.pth', resume=True))
     set_resume(cfg, args.resume)
     assert (cfg.resume, cfg.load_from) == (resume, load_from)
+
+
+def test_show_dir_paints_every_sample_unless_an_interval_is_given():
+    cfg = Config(dict(default_scope='mmseg', visualizer=dict(type='SegLocalVisualizer'),
+                      default_hooks=dict(visualization=dict(type='SegVisualizationHook'))))
+    enable_visualization(cfg, show_dir='show')
+    assert cfg.default_hooks.visualization.interval == 1  # mmseg's hook: 50
+    assert cfg.visualizer.save_dir == 'show'
+    enable_visualization(cfg, show_dir='show', interval=3)
+    assert cfg.default_hooks.visualization.interval == 3
+
+
+def test_tta_refuses_an_enabled_cls_visualization_hook_and_says_why():
+    cfg = Config(dict(default_scope='mmpretrain',
+                      default_hooks=dict(visualization=dict(type='VisualizationHook'))))
+    enable_visualization(cfg, show_dir='show')
+    with pytest.raises(ValueError, match=r"--tta cannot be combined with --show / --show-dir .*"
+                       r"one batch per augmentation"):
+        enable_tta(cfg)
 
 
 RUN_IDS = itertools.count()
