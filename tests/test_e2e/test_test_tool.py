@@ -136,7 +136,8 @@ def test_checkpoint_of_another_model_is_refused_unless_partial_load_is_allowed(
             in refused)
     assert '--allow-partial-load' in refused and not MIOU.search(refused)
     assert 'size mismatch' not in refused and 'do not match exactly' not in refused
-    assert len(refused.splitlines()) < 60, refused  # mmengine printed a line per key
+    summary = refused[refused.index(f'{other} does not fit the model'):]
+    assert len(summary.splitlines()) <= 5, summary  # mmengine printed a line per key
 
     cut = tmp_path / 'cut.pth'
     cut.write_bytes(open(other, 'rb').read()[:1000])
