@@ -12,7 +12,8 @@ import mdeq_mm  # noqa: F401  (registers MDEQ components)
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
                                    check_model, enable_tta, enable_visualization,
-                                   load_checkpoint, load_tool_config, parse_tool_args)
+                                   load_checkpoint, load_tool_config, parse_tool_args,
+                                   warn_if_nothing_painted)
 from mdeq_mm.models.head_channels import HeadChannelsError
 
 
@@ -81,6 +82,8 @@ def main() -> None:
         raise SystemExit(f'{err}\nPass --allow-partial-load to evaluate it anyway.') from err
     except (FileNotFoundError, UnreadableCheckpointError) as err:
         raise SystemExit(str(err)) from err
+    if args.show or args.show_dir:
+        warn_if_nothing_painted(runner, args.interval)
     runner.test()
 
 

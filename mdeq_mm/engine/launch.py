@@ -191,6 +191,19 @@ def enable_visualization(cfg: Config,
                     interval=PAINT_EVERY if interval is None else interval)
 
 
+def warn_if_nothing_painted(runner: Runner, interval: Optional[int]) -> None:
+    """Warn when ``interval`` (``--interval``) exceeds the test set, so nothing would be
+    painted: batches for mmseg configs, samples for mmpretrain configs, as the hooks count."""
+    if interval is None:
+        return
+    loader = runner.test_dataloader
+    count, unit = ((len(loader), 'batches') if toolbox_of(runner.cfg) == 'mmseg' else
+                   (len(loader.dataset), 'samples'))
+    if interval > count:
+        runner.logger.warning(f'--interval {interval} paints nothing: the test set has {count} '
+                              f'{unit}')
+
+
 def enable_tta(cfg: Config) -> None:
     """Test with the config's ``tta_pipeline`` and wrap the model in its ``tta_model``.
 

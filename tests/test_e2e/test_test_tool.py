@@ -70,6 +70,10 @@ def test_interval_paints_every_interval_th_seg_batch(seg, tmp_path, run_tool):
     painted = glob.glob(str(tmp_path / 'show' / 'vis_data' / 'vis_image' / '*.png'))
     assert len(painted) == 1, painted  # the second of the 2 one-image batches
 
+    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+                    '--show-dir', str(tmp_path / 'none'), '--interval', '5'])
+    assert '--interval 5 paints nothing: the test set has 2 batches' in out, out[-3000:]
+
 
 def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path, run_tool):
     config, checkpoint = cls
