@@ -369,7 +369,7 @@ class DEQCore(nn.Module):
             budget = self.eval_max_iter
         kwargs = self.forward_cfg.solve_kwargs()
         kwargs['max_iter'] = self.forward_cfg.max_iter if budget is None else budget
-        z_star, stats = solve(flat_f, z0, callback=callback, **kwargs)
+        z_star, stats = solve(flat_f, z0, callback=callback, name='forward_solver', **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
         if not bool(bad.any()):
@@ -379,7 +379,7 @@ class DEQCore(nn.Module):
         if fb.type == 'fixed_point':
             kwargs.update(solver='fixed_point', tau=fb.tau,
                           max_iter=fb.max_iter or kwargs['max_iter'])
-            z_fp, self.last_fallback_stats = solve(flat_f, z_star, **kwargs)
+            z_fp, self.last_fallback_stats = solve(flat_f, z_star, name='fallback', **kwargs)
             z_star = _select(bad, z_fp, z_star)
         return z_star, bad
 
@@ -431,7 +431,8 @@ class DEQCore(nn.Module):
             (out, ) = torch.autograd.grad(fz, z_in, g, retain_graph=True, allow_unused=True)
             return torch.zeros_like(g) if out is None else out
 
-        g, stats = solve(lambda u: vjp(u) + grad, grad, **bwd.solver.solve_kwargs())
+        g, stats = solve(lambda u: vjp(u) + grad, grad, name='backward',
+                         **bwd.solver.solve_kwargs())
         self.last_backward_stats = stats
         self.last_backward_vjps = stats.nfe
         failed = ~stats.converged | stats.failed
