@@ -16,6 +16,9 @@ STEM_STRIDES = (1, 2, 4)
 # The first relative residual of a cold start: ||f(0) - 0|| / ||f(0)|| = 1 (up to its eps). A
 # warm start whose first residual is not below it is no better than zeros (e.g. a scene cut).
 COLD_START_REL_RES = 1.0
+# Checkpoint schemes of mmengine's model hubs. They name other backbones' weights (a stock
+# config's ``model.pretrained``, e.g. 'open-mmlab://msra/hrnetv2_w18'), which MDEQ cannot load.
+HUB_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'modelzoo://', 'mmcls://')
 
 
 class FixedPointProblem(NamedTuple):
@@ -103,6 +106,13 @@ class MDEQ(BaseModule):
             how far an optimizer step moves the weight relative to its size; PyTorch's default
             (std 0.04-0.12 here) learns markedly slower. Pass ``init_cfg=None`` for PyTorch's
             defaults or ``dict(type='Pretrained', ...)`` to load weights.
+        pretrained (str, optional): Deprecated, as in mmseg's backbones: a checkpoint path or
+            URL becomes ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)`` with a
+            deprecation warning. A model-hub name (``open-mmlab://``, ``torchvision://``,
+            ``mmcls://``, ...; what stock mmseg configs set in ``model.pretrained``) names
+            another backbone's weights: it is ignored with a warning and MDEQ starts from
+            ``init_cfg``. Giving both ``pretrained`` and ``init_cfg`` is an error.
+            Defaults to None.
 
     Example:
         >>> import torch
@@ -151,8 +161,9 @@ class MDEQ(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  f_norm_cfg: dict = dict(type='GN'),
-                 init_cfg: Optional[Union[dict, List[dict]]] = default_init_cfg) -> None:
-        super().__init__(init_cfg)
+                 init_cfg: Optional[Union[dict, List[dict]]] = default_init_cfg,
+                 pretrained: Optional[str] = None) -> None:
+        super().__init__(self._init_cfg_with(pretrained, init_cfg))
         self.arch = self._parse_arch(arch, f_norm_cfg)
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
@@ -184,6 +195,31 @@ class MDEQ(BaseModule):
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None
         self._last_probe_f_evals = 0
+
+    @classmethod
+    def _init_cfg_with(cls, pretrained: Optional[str],
+                       init_cfg: Optional[Union[dict, List[dict]]]
+                       ) -> Optional[Union[dict, List[dict]]]:
+        """The init_cfg that ``pretrained`` (mmseg's deprecated argument) asks for."""
+        if pretrained is None:
+            return init_cfg
+        if not isinstance(pretrained, str):
+            raise TypeError(f'pretrained must be a str or None, got {pretrained!r}')
+        if init_cfg is not cls.default_init_cfg:
+            raise ValueError(f'MDEQ got both pretrained={pretrained!r} and init_cfg={init_cfg!r}; '
+                             "give only init_cfg=dict(type='Pretrained', checkpoint=...)")
+        if pretrained.startswith(HUB_SCHEMES):
+            warnings.warn(
+                f'MDEQ ignores pretrained={pretrained!r}: model-hub weights belong to another '
+                'backbone (a stock config sets them in model.pretrained), so MDEQ starts from '
+                'its own initialization. Write model = dict(pretrained=None, ...) to silence '
+                "this, or backbone init_cfg=dict(type='Pretrained', checkpoint=PATH) to load "
+                'MDEQ weights')
+            return init_cfg
+        # worded as mmseg's backbones do (a UserWarning, so that it shows by default)
+        warnings.warn('DeprecationWarning: pretrained is deprecated, please use '
+                      "init_cfg=dict(type='Pretrained', checkpoint=...) instead")
+        return dict(type='Pretrained', checkpoint=pretrained)
 
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> Dict[str, Any]:
