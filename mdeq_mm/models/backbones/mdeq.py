@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mdeq_mm.deq import DEQ_MODES, DEQCore, SolverState, SolverStats, StatePacker
 from ..layers import MDEQModule
+from .solver_stats_reporter import SolverStatsReporter
 
 STEM_STRIDES = (1, 2, 4)
 # The first relative residual of a cold start: ||f(0) - 0|| / ||f(0)|| = 1 (up to its eps). A
@@ -57,6 +58,11 @@ class MDEQ(BaseModule):
     Training returns ``f(z*)`` (one differentiable call on the solver's result), evaluation
     returns ``z*`` (the lowest-residual iterate). After each forward the solver statistics are
     in :attr:`last_forward_stats` (and, after ``backward()``, :attr:`last_backward_stats`).
+    Inside an MMEngine Runner's loops the backbone also logs them itself, as
+    ``train/deq_*`` and ``val/deq_*`` / ``test/deq_*`` scalars, and warns when the forward
+    solve stops converging (:attr:`stats_reporter`, a
+    :class:`~mdeq_mm.models.backbones.solver_stats_reporter.SolverStatsReporter`), so a stock
+    config needs no hook for that.
 
     In evaluation the solve can start from a given state per image instead of zeros (a warm
     start, e.g. the previous video frame's ``z*``: ``forward(x, init_state)``); an image
@@ -195,6 +201,7 @@ class MDEQ(BaseModule):
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None
         self._last_probe_f_evals = 0
+        self.stats_reporter = SolverStatsReporter()
 
     @classmethod
     def _init_cfg_with(cls, pretrained: Optional[str],
@@ -449,7 +456,11 @@ class MDEQ(BaseModule):
             >>> tuple(flat_f(flat_z0).shape)
             (2, 768)
         """
-        injection = self.injection_of(x)
+        return self._problem(self.injection_of(x), init_state)
+
+    def _problem(self, injection: Tuple[Optional[Tensor], ...],
+                 init_state: Optional[Sequence[Tensor]]) -> FixedPointProblem:
+        """:meth:`fixed_point_problem` given the input injection."""
         z0 = self.initial_state(injection[0])
         if init_state is not None:
             z0 = self._checked_state(init_state, z0)
@@ -488,20 +499,33 @@ class MDEQ(BaseModule):
             raise ValueError('init_state (a warm start) is for evaluation only; training '
                              'always solves from zeros. Call eval() first.')
         x, nonfinite = self._zero_nonfinite_images(x)
-        f, z0 = self.fixed_point_problem(x, init_state)
+        injection = self.injection_of(x)
+        f, z0 = self._problem(injection, init_state)
         self._last_cold_restart = None
         self._last_probe_f_evals = 0
+        mode = self.deq_mode if self.training else 'equilibrium'
         if init_state is None:
-            mode = self.deq_mode if self.training else 'equilibrium'
             outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
         else:
             outs = self._solve_warm(f, z0)
         # the graph holds the normalized weights the backward needs; the cache need not
         self.f.release()
+        self.stats_reporter.report_forward(self.training, self._last_nonfinite_input,
+                                           self.last_forward_stats)
+        if mode == 'equilibrium' and injection[0].requires_grad:
+            # the injection's gradient comes after the implicit backward solve
+            injection[0].register_hook(
+                lambda grad: self.stats_reporter.report_backward(self.last_backward_stats))
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)
         return tuple(torch.where(keep, out, out.detach()) for out in outs)
+
+    def train(self, mode: bool = True) -> 'MDEQ':
+        """Set training mode; switching to eval starts a new evaluation's statistics."""
+        if not mode:
+            self.stats_reporter.reset_eval()
+        return super().train(mode)
 
     def _solve_warm(self, f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]],
                     z0: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
