@@ -96,7 +96,7 @@ class SolverStatsReporter:
         >>> sums = torch.tensor([10., 0.2, 0., 0., 2.], dtype=torch.float64)
         >>> hub = MessageHub('reporter_doc')
         >>> reporter.publish_eval(hub, 'val', sums)
-        >>> hub.get_scalar('val/val/deq_fwd_steps').current()
+        >>> float(hub.get_scalar('val/val/deq_fwd_steps').current())
         5.0
     """
 
