@@ -84,12 +84,15 @@ def changed_keys(ours, base, prefix=''):
 
 @pytest.mark.parametrize('name,base', sorted(STOCK_DERIVED.items()))
 def test_stock_derived_configs_change_only_the_backbone_and_the_head_channels(
-        name, base, config_path):
+        name, base, config_path, tmp_path):
     text = open(config_path(name)).read()
     assert f'_base_ = [{base!r}]' in text
     assert 'custom_imports =' not in text and 'custom_hooks =' not in text
     ours = load(config_path(name)).to_dict()
-    stock = Config.fromfile(base).to_dict()
-    changed = changed_keys(ours, stock)
-    assert changed <= SWAPPABLE, changed - SWAPPABLE
+    stock_file = tmp_path / 'stock.py'
+    stock_file.write_text(f'_base_ = [{base!r}]\n')
+    stock = Config.fromfile(str(stock_file)).to_dict()
+    unexpected = {key for key in changed_keys(ours, stock)
+                  if not any(key == ok or key.startswith(f'{ok}.') for ok in SWAPPABLE)}
+    assert not unexpected
     assert ours['model']['backbone']['type'] == 'mdeq_mm.MDEQ'

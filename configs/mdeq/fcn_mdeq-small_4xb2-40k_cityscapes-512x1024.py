@@ -3,8 +3,7 @@
 # statistics itself, and type='mdeq_mm.MDEQ' finds the package without custom_imports.
 # pretrained=None: the base's HRNet weights (open-mmlab://) do not fit MDEQ.
 _base_ = ['mmseg::hrnet/fcn_hr18_4xb2-40k_cityscapes-512x1024.py']
-num_channels = (32, 64, 128, 256)
 model = dict(
     pretrained=None,
     backbone=dict(_delete_=True, type='mdeq_mm.MDEQ', arch='small'),
-    decode_head=dict(in_channels=list(num_channels), channels=sum(num_channels)))
+    decode_head=dict(in_channels=[32, 64, 128, 256], channels=480))
