@@ -1,8 +1,10 @@
 """Multiscale Deep Equilibrium Models for mmsegmentation and mmpretrain.
 
 Importing this package registers its components into MMEngine's root registries, so that
-``type='MDEQ'`` resolves under both ``default_scope='mmseg'`` and ``'mmpretrain'``. Use it from a
-config with ``custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)``.
+``type='MDEQ'`` resolves under both ``default_scope='mmseg'`` and ``'mmpretrain'``; use it from a
+config with ``custom_imports = dict(imports=['mdeq_mm'], allow_failed_imports=False)``. Or name
+the scope, ``type='mdeq_mm.MDEQ'``: MMEngine then imports :mod:`mdeq_mm.registry` by itself, so
+a stock config works from the toolboxes' own tools without ``custom_imports``.
 """
 from . import engine, models  # noqa: F401  (registration side effects)
 from .version import __version__

@@ -3,8 +3,9 @@
 Same arguments as mmseg's ``tools/test.py`` (``--show``, ``--show-dir``, ``--wait-time``, ``--tta``
 through the config's visualization hook and ``tta_model`` / ``tta_pipeline``, following mmseg or
 mmpretrain by the config's ``default_scope``); works with ``--launcher pytorch`` on CPU-only
-machines like ``tools/train.py``. Unlike mmengine's ``load_from``, a checkpoint whose keys or
-shapes do not fit the model stops the test unless ``--allow-partial-load`` is given.
+machines like ``tools/train.py`` (CPU model wrapper, SyncBN as BN). Unlike mmengine's
+``load_from``, a checkpoint whose keys or shapes do not fit the model stops the test unless
+``--allow-partial-load`` is given.
 """
 import argparse
 

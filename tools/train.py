@@ -1,8 +1,10 @@
 """Train a segmentor or classifier from an mmseg / mmpretrain config.
 
 Same arguments as mmseg's ``tools/train.py``. Additionally imports ``mdeq_mm`` (for configs
-that do not list it in ``custom_imports``) and starts a gloo process group on CPU-only
-machines under ``--launcher pytorch``, so that ``tools/dist_train.sh CONFIG 2`` runs without GPUs.
+that do not list it in ``custom_imports``) and, on CPU-only machines under ``--launcher pytorch``,
+starts a gloo process group, wraps the model in ``CPUDistributedDataParallel`` unless the config
+names another wrapper and turns SyncBN into BN (both logged), so that
+``tools/dist_train.sh CONFIG 2`` runs any config without GPUs.
 """
 import argparse
 import logging
