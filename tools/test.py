@@ -3,15 +3,16 @@
 Same arguments as mmseg's ``tools/test.py`` (``--show``, ``--show-dir``, ``--wait-time``, ``--tta``
 through the config's visualization hook and ``tta_model`` / ``tta_pipeline``, following mmseg or
 mmpretrain by the config's ``default_scope``); works with ``--launcher pytorch`` on CPU-only
-machines like ``tools/train.py``. Unlike mmengine's ``load_from``, a checkpoint whose keys or
-shapes do not fit the model stops the test unless ``--allow-partial-load`` is given.
+machines like ``tools/train.py`` (CPU model wrapper, SyncBN as BN). Unlike mmengine's
+``load_from``, a checkpoint whose keys or shapes do not fit the model stops the test unless
+``--allow-partial-load`` is given.
 """
 import argparse
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
-                                   check_model, enable_tta, enable_visualization,
+                                   enable_tta, enable_visualization,
                                    load_checkpoint, load_tool_config, parse_tool_args,
                                    warn_if_nothing_painted)
 from mdeq_mm.models.head_channels import HeadChannelsError
@@ -71,9 +72,8 @@ def main() -> None:
     # load_checkpoint below loads the weights, after checking that they fit; the runner must
     # not load them again (cfg.load_from), which would print mmengine's line per unfit key
     cfg.load_from = None
-    runner = build_runner(cfg)
     try:
-        check_model(runner)
+        runner = build_runner(cfg)
     except HeadChannelsError as err:
         raise SystemExit(str(err)) from err
     try:

@@ -2,8 +2,10 @@
 
 Same arguments as mmseg's ``tools/train.py``; ``--resume`` also takes a checkpoint path, as
 mmpretrain's does. Additionally imports ``mdeq_mm`` (for configs that do not list it in
-``custom_imports``) and starts a gloo process group on CPU-only machines under
-``--launcher pytorch``, so that ``tools/dist_train.sh CONFIG 2`` runs without GPUs.
+``custom_imports``) and, on CPU-only machines under ``--launcher pytorch``, starts a gloo process
+group, wraps the model in ``CPUDistributedDataParallel`` unless the config names another wrapper
+and turns SyncBN into BN (both logged), so that ``tools/dist_train.sh CONFIG 2`` runs any config
+without GPUs.
 """
 import argparse
 import logging
@@ -13,6 +15,7 @@ from mmengine.logging import print_log
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
 from mdeq_mm.engine.launch import (add_launch_args, add_resume_arg, build_runner,
                                    load_tool_config, parse_tool_args, set_resume)
+from mdeq_mm.models.head_channels import HeadChannelsError
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,7 +52,11 @@ def main() -> None:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     set_resume(cfg, args.resume)
-    build_runner(cfg).train()
+    try:
+        runner = build_runner(cfg)
+    except HeadChannelsError as err:
+        raise SystemExit(str(err)) from err
+    runner.train()
 
 
 if __name__ == '__main__':

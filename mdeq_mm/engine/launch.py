@@ -7,7 +7,7 @@ import os
 import os.path as osp
 import re
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
@@ -30,6 +30,11 @@ WRAPPER_PREFIX = re.compile(r'^module\.')
 MAX_LISTED_KEYS = 10
 # ``--resume`` without a path: the latest checkpoint of the work_dir
 AUTO_RESUME = 'auto'
+# Norm types that need CUDA in a multi-process run, and what replaces them on CPU.
+SYNC_NORMS = ('SyncBN', 'MMSyncBN')
+CPU_NORM = 'BN'
+CPU_WRAPPER = 'CPUDistributedDataParallel'
+GPU_WRAPPERS = (None, 'MMDistributedDataParallel')
 
 
 def tool_parser(doc: str) -> argparse.ArgumentParser:
@@ -131,15 +136,77 @@ def set_resume(cfg: Config, resume: Optional[str]) -> None:
         return
     cfg.resume = True
     cfg.load_from = None if resume == AUTO_RESUME else resume
+def _replace_sync_norms(node: Any) -> int:
+    """Replace every SyncBN norm config under ``node`` by BN in place; returns how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in SYNC_NORMS:
+            node['type'] = CPU_NORM
+            count += 1
+        for value in node.values():
+            count += _replace_sync_norms(value)
+    elif isinstance(node, (list, tuple)):
+        count += sum(_replace_sync_norms(value) for value in node)
+    return count
+
+
+def adapt_to_cpu_processes(cfg: Config) -> List[str]:
+    """Make any config run multi-process on a CPU-only machine; returns what was changed.
+
+    Without CUDA and with a launcher: the model wrapper becomes ``CPUDistributedDataParallel``
+    where the config has none or mmengine's default (``MMDistributedDataParallel``, whose
+    ``device_ids`` torch rejects for CPU modules), and every SyncBN norm config of the model
+    becomes BN (SyncBN only works on GPUs). Each rank's BN then normalizes with its own batch
+    statistics. With CUDA, or in a single process, nothing changes.
+
+    Args:
+        cfg (Config): A config with ``launcher``; changed in place.
+
+    Returns:
+        list[str]: One sentence per change, for the log.
+
+    Example:
+        >>> cfg = Config(dict(launcher='pytorch', model=dict(
+        ...     backbone=dict(norm_cfg=dict(type='SyncBN')), head=dict(norm_cfg=dict(type='BN')))))
+        >>> notes = adapt_to_cpu_processes(cfg)
+        >>> torch.cuda.is_available() or (cfg.model.backbone.norm_cfg.type,
+        ...                               cfg.model_wrapper_cfg.type)
+        ('BN', 'CPUDistributedDataParallel')
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return []
+    notes = []
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if wrapper.get('type') in GPU_WRAPPERS:
+        cfg.model_wrapper_cfg = dict(wrapper, type=CPU_WRAPPER)
+        notes.append(f'no CUDA: the model wrapper is {CPU_WRAPPER} (DDP over gloo) instead of '
+                     f"{wrapper.get('type') or 'MMDistributedDataParallel'}")
+    replaced = _replace_sync_norms(cfg.model)
+    if replaced:
+        notes.append(f'no CUDA: {replaced} SyncBN norm config(s) of the model replaced by BN '
+                     '(SyncBN needs GPUs; each process normalizes with its own batch statistics)')
+    return notes
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The config's runner (``runner_type`` or mmengine's), with a gloo process group started
-    first on CPU-only machines under ``launcher='pytorch'``, so that configs without
-    ``CPUDistributedRunner`` (e.g. the HRNet baselines) also run multi-process on CPU."""
+    """The config's runner (``runner_type`` or mmengine's), also multi-process on CPU.
+
+    Under a launcher on a machine without CUDA, a gloo process group is started first and the
+    config is adapted by :func:`adapt_to_cpu_processes` (logged), so that any config, e.g. a
+    stock mmseg config with SyncBN or the HRNet baselines, runs with ``tools/dist_train.sh``.
+    The built model is checked by :func:`check_model` (heads against the MDEQ's channels).
+
+    Raises:
+        HeadChannelsError: A head takes other channels than the MDEQ backbone gives.
+    """
+    notes = adapt_to_cpu_processes(cfg)
     if cfg.get('launcher', 'none') == 'pytorch':
         init_cpu_process_group()
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    for note in notes:
+        runner.logger.info(note)
+    check_model(runner)
+    return runner
 
 
 def toolbox_of(cfg: Config) -> str:

@@ -1,6 +1,6 @@
 """The command-line parts the tools share: the analysis tools' parser, the arguments
-tools/train.py and tools/test.py share with mmseg's tools, and the test tool's checked
-checkpoint loading."""
+tools/train.py and tools/test.py share with mmseg's tools, the test tool's checked
+checkpoint loading and the CPU multi-process setup."""
 import argparse
 import itertools
 import os
@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 from torch import nn
 
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
-from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, add_resume_arg,
+from mdeq_mm.engine.launch import (IncompatibleCheckpointError, adapt_to_cpu_processes,
+                                   add_launch_args, add_resume_arg,
                                    enable_tta, enable_visualization, load_checkpoint,
                                    parse_tool_args, set_resume, tool_parser)
 
@@ -147,3 +148,42 @@ def test_truncated_checkpoint_stops_the_loading_with_one_line(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(UnreadableCheckpointError, match=r'cut\.pth \(300 bytes\)'):
         load_checkpoint(runner, str(path))
+
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+
+
+def stock_like_config(launcher='pytorch', **extra):
+    sync_bn = dict(type='SyncBN', requires_grad=True)
+    return Config(dict(launcher=launcher, **extra, model=dict(
+        backbone=dict(norm_cfg=sync_bn),
+        decode_head=[dict(norm_cfg=sync_bn), dict(norm_cfg=dict(type='GN', num_groups=2))])))
+
+
+def test_cpu_processes_get_the_cpu_wrapper_and_bn_instead_of_sync_bn(no_cuda):
+    cfg = stock_like_config()
+    notes = adapt_to_cpu_processes(cfg)
+    assert cfg.model_wrapper_cfg == dict(type='CPUDistributedDataParallel')
+    assert cfg.model.backbone.norm_cfg == dict(type='BN', requires_grad=True)
+    assert [head.norm_cfg.type for head in cfg.model.decode_head] == ['BN', 'GN']
+    assert len(notes) == 2 and '2 SyncBN norm config(s)' in notes[1]
+
+
+def test_the_default_wrappers_options_are_kept_and_a_custom_wrapper_is_left_alone(no_cuda):
+    cfg = stock_like_config(model_wrapper_cfg=dict(type='MMDistributedDataParallel',
+                                                   find_unused_parameters=True))
+    adapt_to_cpu_processes(cfg)
+    assert cfg.model_wrapper_cfg == dict(type='CPUDistributedDataParallel',
+                                         find_unused_parameters=True)
+    cfg = stock_like_config(model_wrapper_cfg=dict(type='MyWrapper'))
+    adapt_to_cpu_processes(cfg)
+    assert cfg.model_wrapper_cfg == dict(type='MyWrapper')
+
+
+def test_a_single_process_run_is_not_changed(no_cuda):
+    cfg = stock_like_config(launcher='none')
+    assert adapt_to_cpu_processes(cfg) == []
+    assert cfg.model.backbone.norm_cfg.type == 'SyncBN' and 'model_wrapper_cfg' not in cfg
