@@ -8,6 +8,7 @@ returns the model's ``mode='tensor'`` output: a segmentor's decode-head logits a
 head's resolution, a classifier's class scores. ``onnx`` and ``onnxruntime`` are optional
 dependencies, imported only here.
 """
+import warnings
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional, Sequence
 
@@ -134,7 +135,10 @@ def export_onnx(model: nn.Module,
             kwargs['dynamic_shapes'] = ({0: torch.export.Dim('batch')}, )
         else:
             kwargs['dynamic_axes'] = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
-    with fixed_budget(model, budget), torch.no_grad():
+    with fixed_budget(model, budget), torch.no_grad(), warnings.catch_warnings():
+        # the tracer warns where Python reads a shape (the input and state checks); shapes
+        # are fixed per file, so those reads are constants of the graph by design
+        warnings.simplefilter('ignore', torch.jit.TracerWarning)
         torch.onnx.export(wrapper, (dummy, ), path, **kwargs)
 
 
