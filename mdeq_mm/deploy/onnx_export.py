@@ -181,3 +181,56 @@ def compare_with_pytorch(path: str, model: nn.Module, inputs: Tensor,
     return dict(max_abs=max_abs, max_rel=max_abs / max(scale, np.finfo(np.float32).tiny),
                 scale=scale)
 
+
+
+def measure_latency(path: str, model: nn.Module, inputs: Tensor, budget: int, rounds: int,
+                    threads: int = 1) -> Dict[str, Dict[str, float]]:
+    """Seconds per forward of the ONNX file in ONNX Runtime against PyTorch eager, interleaved.
+
+    Each round times one forward of: ``onnxruntime`` (the file), ``pytorch_fixed``
+    (``eval_fixed_budget``: the same ``budget`` evaluations of f as the file) and
+    ``pytorch`` (the usual solve at ``eval_max_iter = budget``, which may stop early at its
+    tolerance), all on the CPU with ``threads`` threads, after one untimed warm-up forward
+    each. Ratios are taken within each round (see :mod:`mdeq_mm.analysis.timing`).
+
+    Args:
+        path (str): The exported ``.onnx`` file.
+        model (nn.Module): The exported model, in eval mode, on the CPU.
+        inputs (Tensor): Normalized images ``(N, C, H, W)``.
+        budget (int): The exported budget.
+        rounds (int): Timed rounds.
+        threads (int): Intra-op threads of both runtimes. Defaults to 1.
+
+    Returns:
+        dict: ``seconds`` (median seconds per contender) and ``ratio`` (median, low, high of
+        the per-round ``onnxruntime`` time over each PyTorch contender's).
+    """
+    import onnxruntime as ort
+
+    from mdeq_mm.analysis.timing import RatioSummary, interleaved_times, time_call
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+    feed = {INPUT_NAME: inputs.detach().cpu().float().numpy()}
+    wrapper = TensorOutput(model).eval()
+
+    def pytorch(fixed: bool):
+        def run() -> float:
+            with fixed_budget(model, budget, enabled=fixed), torch.no_grad():
+                return time_call(lambda: wrapper(inputs))
+        return run
+
+    contenders = {'onnxruntime': lambda: time_call(lambda: session.run(None, feed)),
+                  'pytorch_fixed': pytorch(True), 'pytorch': pytorch(False)}
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        interleaved_times(contenders, 1)
+        times = interleaved_times(contenders, rounds)
+    finally:
+        torch.set_num_threads(saved_threads)
+    ratio = {}
+    for name in ('pytorch_fixed', 'pytorch'):
+        summary = RatioSummary.of(times['onnxruntime'], times[name])
+        ratio[name] = dict(median=summary.median, low=summary.low, high=summary.high)
+    return dict(seconds={name: float(np.median(t)) for name, t in times.items()}, ratio=ratio)

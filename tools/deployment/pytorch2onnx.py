@@ -25,7 +25,7 @@ from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
 from mdeq_mm.analysis import build_model, find_mdeq, generated_scenes, load_config, to_inputs
-from mdeq_mm.deploy import compare_with_pytorch, export_onnx
+from mdeq_mm.deploy import compare_with_pytorch, export_onnx, measure_latency
 from mdeq_mm.deploy.onnx_export import DEFAULT_OPSET
 from mdeq_mm.engine.launch import tool_parser
 
@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '(default: a generated street scene)')
     parser.add_argument('--rtol', type=float, default=DEFAULT_RTOL,
                         help='largest accepted difference, relative to the largest logit')
+    parser.add_argument('--benchmark', type=int, metavar='ROUNDS',
+                        help='then time ONNX Runtime against PyTorch eager (1 thread each) in '
+                        'ROUNDS interleaved rounds on the check images')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, xxx=yyy format')
     args = parser.parse_args(argv)
@@ -107,6 +110,18 @@ def main(argv=None) -> dict:
         if diff['max_rel'] > args.rtol:
             raise SystemExit(f'ONNX Runtime output differs from PyTorch by {diff["max_rel"]:.3g} '
                              f'of the largest logit, more than --rtol {args.rtol:g}')
+    if args.benchmark:
+        inputs = to_inputs(model, check_images(args, args.batch))
+        latency = measure_latency(args.output_file, model, inputs, budget, args.benchmark)
+        result['latency'] = latency
+        seconds, ratio = latency['seconds'], latency['ratio']
+        logger.info(
+            f'CPU latency, 1 thread, median of {args.benchmark} rounds: ONNX Runtime '
+            f'{seconds["onnxruntime"] * 1e3:.1f} ms, PyTorch with the same {budget} evaluations '
+            f'{seconds["pytorch_fixed"] * 1e3:.1f} ms (ratio {ratio["pytorch_fixed"]["median"]:.2f},'
+            f' {ratio["pytorch_fixed"]["low"]:.2f}-{ratio["pytorch_fixed"]["high"]:.2f}), PyTorch'
+            f"'s usual solve {seconds['pytorch'] * 1e3:.1f} ms (ratio "
+            f'{ratio["pytorch"]["median"]:.2f})')
     return result
 
 
