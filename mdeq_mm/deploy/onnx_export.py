@@ -118,11 +118,13 @@ def export_onnx(model: nn.Module,
         shape (Sequence[int]): Input shape ``(N, C, H, W)`` traced for the export.
         budget (int): Evaluations of f in the exported solve (see the anytime curve of
             ``tools/analysis_tools/analyze_solver.py`` to pick it).
-        dynamic_batch (bool): Leave the batch dimension free. Height and width stay fixed:
-            the solver state's per-image size is part of the graph. Defaults to False.
+        dynamic_batch (bool): Leave the batch dimension free (TorchScript exporter only).
+            Height and width stay fixed: the solver state's per-image size is part of the
+            graph. Defaults to False.
         opset_version (int): ONNX opset. Defaults to 17.
         dynamo (bool): Use the ``torch.export`` based exporter instead of the TorchScript
-            one. Defaults to False.
+            one (it needs ``onnxscript``, writes opset 18 at least and takes several times
+            longer). Defaults to False.
     """
     check_exportable(model, shape, budget)
     param = next(model.parameters())
@@ -132,9 +134,9 @@ def export_onnx(model: nn.Module,
                   opset_version=opset_version, dynamo=dynamo)
     if dynamic_batch:
         if dynamo:
-            kwargs['dynamic_shapes'] = ({0: torch.export.Dim('batch')}, )
-        else:
-            kwargs['dynamic_axes'] = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
+            raise ValueError('dynamic_batch needs the TorchScript exporter (dynamo=False): '
+                             'torch.export fixes the batch size of the solver state')
+        kwargs['dynamic_axes'] = {INPUT_NAME: {0: 'batch'}, OUTPUT_NAME: {0: 'batch'}}
     with fixed_budget(model, budget), torch.no_grad(), warnings.catch_warnings():
         # the tracer warns where Python reads a shape (the input and state checks); shapes
         # are fixed per file, so those reads are constants of the graph by design

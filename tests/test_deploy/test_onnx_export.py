@@ -71,6 +71,9 @@ def test_what_cannot_be_exported_is_refused_with_the_reason(tiny_segmentor, tiny
         check_exportable(model, (1, 3, 32, 64), 4)
     with pytest.raises(ValueError, match='training mode: call model.eval'):
         check_exportable(tiny_classifier().train(), (1, 3, 16, 16), 4)
+    with pytest.raises(ValueError, match='dynamic_batch needs the TorchScript exporter'):
+        export_onnx(tiny_classifier(), 'unused.onnx', (1, 3, 16, 16), 4, dynamic_batch=True,
+                    dynamo=True)
     plain = torch.nn.Module()
     plain.backbone = torch.nn.Conv2d(3, 3, 1)
     with pytest.raises(ValueError, match='backbone is an MDEQ, got Module with backbone Conv2d'):
