@@ -283,13 +283,13 @@ def solve_fixed_budget(f: Callable[[Tensor], Tensor],
     Example:
         >>> import torch
         >>> from mdeq_mm.deq import solve, solve_fixed_budget
-        >>> a, b = 0.5 * torch.eye(3, dtype=torch.float64), torch.ones(2, 3, dtype=torch.float64)
-        >>> z, stats = solve_fixed_budget(lambda z: z @ a + b, torch.zeros(2, 3, dtype=torch.float64),
-        ...                               solver='anderson', max_iter=6, tol=0.0)
+        >>> a = 0.5 * torch.eye(3, dtype=torch.float64)
+        >>> b, z0 = torch.ones(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64)
+        >>> z, stats = solve_fixed_budget(lambda z: z @ a + b, z0, solver='anderson', max_iter=6,
+        ...                               tol=0.0)
         >>> stats.nfe
         6
-        >>> z_ref, _ = solve(lambda z: z @ a + b, torch.zeros(2, 3, dtype=torch.float64),
-        ...                  solver='anderson', max_iter=6, tol=0.0)
+        >>> z_ref, _ = solve(lambda z: z @ a + b, z0, solver='anderson', max_iter=6, tol=0.0)
         >>> torch.allclose(z, z_ref)
         True
     """

@@ -115,13 +115,13 @@ def main(argv=None) -> dict:
         latency = measure_latency(args.output_file, model, inputs, budget, args.benchmark)
         result['latency'] = latency
         seconds, ratio = latency['seconds'], latency['ratio']
+        fixed, usual = ratio['pytorch_fixed'], ratio['pytorch']
         logger.info(
             f'CPU latency, 1 thread, median of {args.benchmark} rounds: ONNX Runtime '
             f'{seconds["onnxruntime"] * 1e3:.1f} ms, PyTorch with the same {budget} evaluations '
-            f'{seconds["pytorch_fixed"] * 1e3:.1f} ms (ratio {ratio["pytorch_fixed"]["median"]:.2f},'
-            f' {ratio["pytorch_fixed"]["low"]:.2f}-{ratio["pytorch_fixed"]["high"]:.2f}), PyTorch'
-            f"'s usual solve {seconds['pytorch'] * 1e3:.1f} ms (ratio "
-            f'{ratio["pytorch"]["median"]:.2f})')
+            f'{seconds["pytorch_fixed"] * 1e3:.1f} ms (ratio {fixed["median"]:.2f}, '
+            f'{fixed["low"]:.2f}-{fixed["high"]:.2f}), PyTorch\'s usual solve '
+            f'{seconds["pytorch"] * 1e3:.1f} ms (ratio {usual["median"]:.2f})')
     return result
 
 
