@@ -1,6 +1,7 @@
 """Pure-PyTorch deep-equilibrium engine: solvers, implicit gradients, diagnostics."""
 from .anderson import AndersonSolver
 from .broyden import BroydenSolver
+from .fixed_budget import solve_fixed_budget
 from .fixed_point import FixedPointSolver
 from .implicit import DEQ_MODES, BackwardConfig, DEQCore, FallbackConfig
 from .jacobian import jacobian_frobenius_reg, spectral_radius
@@ -11,5 +12,5 @@ from .stats import SolverStats
 __all__ = [
     'AndersonSolver', 'BackwardConfig', 'BroydenSolver', 'DEQCore', 'DEQ_MODES', 'FallbackConfig',
     'FixedPointSolver', 'SOLVERS', 'SolveError', 'SolverConfig', 'SolverState', 'SolverStats',
-    'StatePacker', 'jacobian_frobenius_reg', 'solve', 'spectral_radius'
+    'StatePacker', 'jacobian_frobenius_reg', 'solve', 'solve_fixed_budget', 'spectral_radius'
 ]

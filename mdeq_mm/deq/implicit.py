@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_choice, check_int, check_keys, check_number
+from .fixed_budget import solve_fixed_budget
 from .jacobian import jacobian_frobenius_reg
 from .solve import SolverConfig, SolverState, solve
 from .state import StatePacker
@@ -235,7 +236,10 @@ class DEQCore(nn.Module):
     - ``'equilibrium'``: the forward solver finds ``z*`` without autograd. In
       training with grad enabled the output is ``f(z*)`` with the implicit
       gradient, or the phantom output (see :class:`BackwardConfig`); otherwise
-      it is ``z*``, the lowest-residual iterate.
+      it is ``z*``, the lowest-residual iterate. With the attribute ``eval_fixed_budget``
+      set, evaluation runs :func:`mdeq_mm.deq.solve_fixed_budget` instead: always the
+      whole budget, no host sync and no fallback, so the forward traces into a static
+      graph (ONNX export) with the same result as long as no sample fails.
 
     Readable after a call: ``last_forward_stats`` (None in unrolled mode),
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
@@ -282,6 +286,7 @@ class DEQCore(nn.Module):
         check_int('n_layers', n_layers, 1)
         self.n_layers = n_layers
         self.eval_max_iter: Optional[int] = None
+        self.eval_fixed_budget = False
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
         self.last_backward_stats: Optional[SolverStats] = None
@@ -341,6 +346,8 @@ class DEQCore(nn.Module):
         self.last_fallback_stats = None
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
+        if self.eval_fixed_budget and not self.training:
+            return packer.unpack(self._solve_fixed_budget(flat_f, z0_flat, max_iter, callback))
 
         z_star, bad = self._solve_forward(flat_f, z0_flat, max_iter, callback)
         fb = self.fallback_cfg
@@ -382,6 +389,18 @@ class DEQCore(nn.Module):
             z_fp, self.last_fallback_stats = solve(flat_f, z_star, name='fallback', **kwargs)
             z_star = _select(bad, z_fp, z_star)
         return z_star, bad
+
+    def _solve_fixed_budget(self, flat_f: FlatFn, z0: Tensor, max_iter: Optional[int],
+                            callback: Optional[Callable[[SolverState], Optional[bool]]]
+                            ) -> Tensor:
+        """The evaluation solve of ``eval_fixed_budget``: no fallback, no host sync."""
+        if callback is not None:
+            raise ValueError('a solver callback reads the solve on the host at every step; '
+                             'it cannot run with eval_fixed_budget=True')
+        kwargs = self.forward_cfg.solve_kwargs()
+        kwargs['max_iter'] = max_iter or self.eval_max_iter or self.forward_cfg.max_iter
+        z_star, self.last_forward_stats = solve_fixed_budget(flat_f, z0, **kwargs)
+        return z_star
 
     def _train_output(self, flat_f: FlatFn, z_star: Tensor, probes: int) -> Tensor:
         """Differentiable output at the fixed point for the configured backward."""

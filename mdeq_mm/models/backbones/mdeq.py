@@ -95,6 +95,11 @@ class MDEQ(BaseModule):
         unrolled_layers (int): Applications of f in the ``'unrolled'`` mode. Defaults to 5.
         eval_max_iter (int, optional): Forward solver budget in evaluation (anytime
             inference); None uses ``forward_solver['max_iter']``. Defaults to None.
+        eval_fixed_budget (bool): Evaluate with exactly that budget, without host syncs or
+            data-dependent branches (:func:`mdeq_mm.deq.solve_fixed_budget`), so that the
+            forward traces into a static graph for deployment (ONNX). The output equals the
+            usual solve's; the forward fallback and the NaN/Inf warnings do not run, a warm
+            start is refused. Defaults to False.
         deq_mode (str): 'equilibrium' or 'unrolled' training mode; hooks switch it at run
             time. Evaluation always solves for the equilibrium. Defaults to 'equilibrium'.
         conv_cfg (dict, optional): Config of the stem and injection convs. Defaults to None.
@@ -163,6 +168,7 @@ class MDEQ(BaseModule):
                  fallback: Optional[dict] = None,
                  unrolled_layers: int = 5,
                  eval_max_iter: Optional[int] = None,
+                 eval_fixed_budget: bool = False,
                  deq_mode: str = 'equilibrium',
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
@@ -196,6 +202,7 @@ class MDEQ(BaseModule):
             fallback,
             n_layers=unrolled_layers)
         self.eval_max_iter = eval_max_iter
+        self.eval_fixed_budget = eval_fixed_budget
         self.deq_mode = deq_mode
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
@@ -331,6 +338,17 @@ class MDEQ(BaseModule):
                                   or value < 1):
             raise ValueError(f'eval_max_iter must be None or an int >= 1, got {value!r}')
         self.deq.eval_max_iter = value
+
+    @property
+    def eval_fixed_budget(self) -> bool:
+        """Evaluation spends the whole budget with no host sync (traceable, exportable)."""
+        return self.deq.eval_fixed_budget
+
+    @eval_fixed_budget.setter
+    def eval_fixed_budget(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f'eval_fixed_budget must be a bool, got {value!r}')
+        self.deq.eval_fixed_budget = value
 
     @property
     def last_forward_stats(self) -> Optional[SolverStats]:
@@ -498,6 +516,8 @@ class MDEQ(BaseModule):
         if init_state is not None and self.training:
             raise ValueError('init_state (a warm start) is for evaluation only; training '
                              'always solves from zeros. Call eval() first.')
+        if not self.training and self.eval_fixed_budget:
+            return self._forward_fixed_budget(x, init_state)
         x, nonfinite = self._zero_nonfinite_images(x)
         injection = self.injection_of(x)
         f, z0 = self._problem(injection, init_state)
@@ -526,6 +546,24 @@ class MDEQ(BaseModule):
         if not mode:
             self.stats_reporter.reset_eval()
         return super().train(mode)
+
+    def _forward_fixed_budget(self, x: Tensor,
+                              init_state: Optional[Sequence[Tensor]]) -> Tuple[Tensor, ...]:
+        """The evaluation forward of ``eval_fixed_budget``: the same result as :meth:`forward`
+        with the same computation for every input, so that it traces into a static graph."""
+        if init_state is not None:
+            raise ValueError('init_state (a warm start) decides on the host whether to restart '
+                             'an image from zeros; it cannot run with eval_fixed_budget=True')
+        self._check_input(x)
+        nonfinite = ~torch.isfinite(x).flatten(1).all(dim=1)
+        self._last_nonfinite_input = nonfinite
+        x = x.masked_fill(nonfinite.view(-1, 1, 1, 1), 0.0)
+        f, z0 = self.fixed_point_problem(x)
+        self._last_cold_restart = None
+        self._last_probe_f_evals = 0
+        outs = tuple(self.deq(f, z0))
+        self.f.release()
+        return outs
 
     def _solve_warm(self, f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]],
                     z0: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
