@@ -30,16 +30,13 @@ class InitializerTrainingHook(MDEQHook):
 
     priority = 'NORMAL'
 
-    def before_run(self, runner) -> None:
-        """Find the backbone, check it has an initializer and hook the loss dict."""
-        super().before_run(runner)
+    def before_train(self, runner) -> None:
+        """Check the backbone has an initializer, freeze everything else (the weights are
+        loaded by now) and hook the loss dict. Testing alone does not need one."""
         if self.backbone.initializer is None:
             raise ValueError('InitializerTrainingHook needs an MDEQ backbone with an '
                              "initializer, e.g. initializer=dict(type='MDEQInitializer')")
         self.hook_model_forward(runner, self._replace_losses)
-
-    def before_train(self, runner) -> None:
-        """Freeze everything but the initializer (after the weights are loaded)."""
         model = unwrap_model(runner.model)
         for param in model.parameters():
             param.requires_grad_(False)
@@ -66,16 +63,20 @@ class InitializerTrainingHook(MDEQHook):
                                              float(stats.steps.float().mean()))
 
     def before_val(self, runner) -> None:
-        self.backbone.initializer.fitting = False
+        self._stop_fitting()
 
     def before_test(self, runner) -> None:
-        self.backbone.initializer.fitting = False
+        self._stop_fitting()
+
+    def _stop_fitting(self) -> None:
+        if self.backbone.initializer is not None:
+            self.backbone.initializer.fitting = False
 
     def _replace_losses(self, module: nn.Module, args: Tuple[Any, ...], kwargs: Dict[str, Any],
                         output: Any) -> Optional[Dict[str, Any]]:
         """Forward hook: the loss dict with the initializer's losses instead of the task's."""
         initializer = self.backbone.initializer
-        if (not initializer.fitting or not isinstance(output, dict)
+        if (initializer is None or not initializer.fitting or not isinstance(output, dict)
                 or forward_mode(args, kwargs) != 'loss'):
             return None
         kept = {k: v for k, v in output.items() if 'loss' not in k}
