@@ -15,7 +15,7 @@ model = dict(
 optim_wrapper = dict(
     _delete_=True,
     type='SkipNonFiniteOptimWrapper',
-    optimizer=dict(type='Adam', lr=1e-2),
+    optimizer=dict(type='Adam', lr=5e-2),
     clip_grad=dict(max_norm=1.0))
 param_scheduler = []
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=15, val_interval=15)
