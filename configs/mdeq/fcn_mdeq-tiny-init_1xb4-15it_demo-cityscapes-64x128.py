@@ -22,7 +22,5 @@ train_cfg = dict(type='IterBasedTrainLoop', max_iters=15, val_interval=15)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=15))
-custom_hooks = [
-    dict(type='InitializerTrainingHook'),
-    dict(type='DEQSolverStatsHook', warn_threshold=None),
-]
+# the runtime's DEQ hooks stay first; the warm-up switch does not change the fit
+custom_hooks = [*_base_.custom_hooks[:2], dict(type='InitializerTrainingHook')]
