@@ -389,8 +389,8 @@ class MDEQ(BaseModule):
     @property
     def last_cold_restart(self) -> Optional[Tensor]:
         """``(B,)`` bool, the images of the latest warm-started forward whose warm start was no
-        better than a cold start and that were solved from zeros instead; None after a forward
-        without ``init_state``."""
+        better than a cold start and that were solved from their cold start (zeros, or the
+        learned start) instead; None after a forward without ``init_state``."""
         return self._last_cold_restart
 
     @property
