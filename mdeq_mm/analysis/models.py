@@ -1,6 +1,7 @@
 """Models to measure: configs to CPU-ready models, MDEQ budget overrides, trained weights."""
 import logging
-from typing import Any, Dict, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Optional
 
 from mmengine.config import Config
 from torch import nn
@@ -73,6 +74,26 @@ def find_mdeq(model: nn.Module) -> Optional[MDEQ]:
     """The model's MDEQ backbone, or None."""
     backbone = getattr(model, 'backbone', None)
     return backbone if isinstance(backbone, MDEQ) else None
+
+
+@contextmanager
+def cold_start(mdeq: MDEQ) -> Iterator[None]:
+    """Solve from zeros inside, even if the backbone has a learned initializer.
+
+    Example:
+        >>> mdeq = MDEQ(arch=dict(num_channels=(8, 16)), initializer=dict(type='MDEQInitializer'))
+        >>> with cold_start(mdeq):
+        ...     print(mdeq.initializer)
+        None
+        >>> type(mdeq.initializer).__name__
+        'MDEQInitializer'
+    """
+    initializer = mdeq.initializer
+    mdeq.initializer = None
+    try:
+        yield
+    finally:
+        mdeq.initializer = initializer
 
 
 def task_of(model: nn.Module) -> str:

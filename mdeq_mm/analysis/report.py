@@ -236,17 +236,27 @@ def plot_residual_curves(path: str, forward: Mapping[str, Mapping[str, list]],
     save_figure(fig, path, title)
 
 
-def plot_anytime(path: str, rows: List[Mapping[str, Any]], title: str) -> None:
-    """The test metric and the mean final residual against the evaluation budget."""
-    budgets = [r['budget'] for r in rows]
+def plot_anytime(path: str,
+                 rows: List[Mapping[str, Any]],
+                 title: str,
+                 cold_rows: Optional[List[Mapping[str, Any]]] = None) -> None:
+    """The test metric and the mean final residual against the evaluation budget; with
+    ``cold_rows``, ``rows`` are the learned start's and both are drawn."""
     fig, ax = new_figure()
-    ax.plot(budgets, [r['value'] for r in rows], 'o-', color='C0')
+    twin = ax.twinx()
+    curves = [('learned start', rows, '-'), ('cold start', cold_rows, ':')] if cold_rows else [
+        (None, rows, '-')]
+    for label, curve, style in curves:
+        budgets = [r['budget'] for r in curve]
+        ax.plot(budgets, [r['value'] for r in curve], 'o' + style, color='C0', label=label)
+        twin.plot(budgets, [r['mean_rel_res'] for r in curve], 's' + style, color='C1')
     ax.set_xlabel('evaluation budget (forward solver steps)')
     ax.set_ylabel(rows[0]['metric'], color='C0')
     ax.grid(alpha=0.3)
-    twin = ax.twinx()
-    twin.plot(budgets, [r['mean_rel_res'] for r in rows], 's--', color='C1')
     twin.set_ylabel('mean final relative residual', color='C1')
+    twin.set_yscale('log')
+    if cold_rows:
+        ax.legend(loc='center right')
     ax.set_title(title)
     save_figure(fig, path)
 

@@ -12,7 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mdeq_mm.deq import BackwardConfig, solve
 
-from .models import find_mdeq
+from .models import cold_start, find_mdeq
 
 Curve = Dict[str, List[List[float]]]
 METRIC_KEYS = ('mIoU', 'accuracy/top1')
@@ -76,7 +76,9 @@ def anytime_inference(cfg, checkpoint: str, budgets: Sequence[int], metric: Opti
 
     Returns:
         dict: ``checkpoint`` and ``rows``, one per budget: the metric, all metrics, the mean
-        solver steps and final relative residual, and the seconds of the pass.
+        solver steps and final relative residual, and the seconds of the pass. For a backbone
+        with a learned initializer the rows start from it, and ``cold_rows`` are the same
+        passes started from zeros.
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
@@ -97,22 +99,32 @@ def anytime_inference(cfg, checkpoint: str, budgets: Sequence[int], metric: Opti
     handle = mdeq.register_forward_hook(
         lambda *_: seen.append((mdeq.last_forward_stats.steps.float().mean().item(),
                                 mdeq.last_forward_stats.rel_res.float().mean().item())))
-    rows = []
+    starts = ['learned', 'cold'] if mdeq.initializer is not None else ['cold']
+    result: Dict[str, Any] = dict(checkpoint=checkpoint)
     try:
-        for budget in budgets:
-            mdeq.eval_max_iter = budget
-            seen.clear()
-            start = time.perf_counter()
-            metrics = runner.test()
-            seconds = time.perf_counter() - start
-            key = metric or next((k for k in METRIC_KEYS if k in metrics), next(iter(metrics)))
-            rows.append(dict(budget=budget, metric=key, value=float(metrics[key]),
-                             metrics={k: float(v) for k, v in metrics.items()},
-                             mean_steps=float(np.mean([s for s, _ in seen])),
-                             mean_rel_res=float(np.mean([r for _, r in seen])),
-                             seconds=seconds))
-            logger.info(f'budget {budget}: {key} {metrics[key]:.2f}, mean rel. residual '
-                        f'{rows[-1]["mean_rel_res"]:.3f} ({seconds:.1f} s)')
+        for name in starts:
+            rows = []
+            for budget in budgets:
+                mdeq.eval_max_iter = budget
+                seen.clear()
+                start = time.perf_counter()
+                if name == 'cold':
+                    with cold_start(mdeq):
+                        metrics = runner.test()
+                else:
+                    metrics = runner.test()
+                seconds = time.perf_counter() - start
+                key = metric or next((k for k in METRIC_KEYS if k in metrics),
+                                     next(iter(metrics)))
+                rows.append(dict(budget=budget, metric=key, value=float(metrics[key]),
+                                 metrics={k: float(v) for k, v in metrics.items()},
+                                 mean_steps=float(np.mean([s for s, _ in seen])),
+                                 mean_rel_res=float(np.mean([r for _, r in seen])),
+                                 seconds=seconds))
+                logger.info(f'{name} start, budget {budget}: {key} {metrics[key]:.2f}, mean '
+                            f'steps {rows[-1]["mean_steps"]:.2f}, mean rel. residual '
+                            f'{rows[-1]["mean_rel_res"]:.4f} ({seconds:.1f} s)')
+            result['rows' if name == starts[0] else 'cold_rows'] = rows
     finally:
         handle.remove()
-    return dict(checkpoint=checkpoint, rows=rows)
+    return result

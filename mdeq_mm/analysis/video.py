@@ -1,5 +1,7 @@
-"""Warm-started video inference measured: f-evaluations per frame and mIoU, cold vs warm."""
+"""Warm-started video inference measured: f-evaluations per frame and mIoU, cold vs warm, and
+with a learned initializer, from its learned start with and without the warm start."""
 import dataclasses
+from contextlib import nullcontext
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -8,10 +10,14 @@ from torch import nn
 
 from mdeq_mm.apis import VideoWarmStart
 
-from .models import find_mdeq
+from .models import cold_start, find_mdeq
 from .report import new_figure, save_figure
 
 MODES = ('cold', 'warm')
+# with a learned initializer: its start on every frame, and on the frames a warm start lacks
+LEARNED_MODES = ('learned', 'warm+learned')
+COLOURS = dict(cold='tab:blue', warm='tab:orange', learned='tab:green',
+               **{'warm+learned': 'tab:red'})
 IGNORE_INDEX = 255
 STREAM = 'video'
 
@@ -78,11 +84,14 @@ def measure_warm_start(model: nn.Module,
                        sequences: Sequence[Tuple[np.ndarray, np.ndarray]],
                        tol: float,
                        max_iter: int) -> Dict[str, Any]:
-    """Cold vs warm start on the same video, both solving to the same tolerance.
+    """Cold vs warm start on the same video, all solving to the same tolerance.
 
     The backbone's forward solver keeps its type and settings but gets ``tol``, the budget
-    ``max_iter`` and a stop check after every step for both runs (restored afterwards), so the
-    f-evaluations per frame are the work each frame needs to reach one residual.
+    ``max_iter`` and a stop check after every step for every run (restored afterwards), so
+    the f-evaluations per frame are the work each frame needs to reach one residual. A
+    backbone with a learned initializer is also run from its learned start on every frame
+    (``learned``) and on the first frame and after the cuts of the warm start
+    (``warm+learned``); ``cold`` and ``warm`` then start from zeros.
 
     Args:
         model (nn.Module): An mmseg segmentor from ``mmseg.apis.init_model`` with an MDEQ
@@ -94,10 +103,11 @@ def measure_warm_start(model: nn.Module,
 
     Returns:
         dict: ``tol``, ``max_iter``, ``stop_mode``, ``sequence_lengths``, the
-        :func:`run_sequences` result of each mode under ``cold`` and ``warm``, and a
-        ``summary``: mean f-evaluations per frame of each mode (all frames, and without the
-        first frame of each sequence), their ratio ``saving``, the frames that missed ``tol``,
-        the mIoU of each mode and their difference, and the number of cold restarts.
+        :func:`run_sequences` result of each mode under its name, and a ``summary``: per mode
+        the mean f-evaluations per frame (all frames, and without the first frame of each
+        sequence), the cold start's over them (``saving``), the frames that missed ``tol`` and
+        the mIoU; the warm start's ``saving`` and ``mIoU_diff`` against the cold start, and
+        its number of cold restarts.
     """
     mdeq = find_mdeq(model)
     if mdeq is None:
@@ -107,8 +117,12 @@ def measure_warm_start(model: nn.Module,
     mdeq.deq.forward_cfg = dataclasses.replace(saved[0], tol=tol, max_iter=max_iter,
                                                check_every=1)
     mdeq.eval_max_iter = None
+    modes = MODES + (LEARNED_MODES if mdeq.initializer is not None else ())
+    runs = {}
     try:
-        runs = {mode: run_sequences(model, sequences, warm=mode == 'warm') for mode in MODES}
+        for mode in modes:
+            with cold_start(mdeq) if mode in MODES else nullcontext():
+                runs[mode] = run_sequences(model, sequences, warm=mode.startswith('warm'))
     finally:
         mdeq.deq.forward_cfg, mdeq.eval_max_iter = saved
     lengths = [len(frames) for frames, _ in sequences]
@@ -122,7 +136,9 @@ def measure_warm_start(model: nn.Module,
             mean_f_evals_after_first=float(np.mean(later)) if later else None,
             missed_tol=int(sum(r >= tol for r in run['rel_res'])),
             mIoU=run['mIoU'])
-    summary['saving'] = summary['cold']['mean_f_evals'] / summary['warm']['mean_f_evals']
+    for mode in runs:
+        summary[mode]['saving'] = summary['cold']['mean_f_evals'] / summary[mode]['mean_f_evals']
+    summary['saving'] = summary['warm']['saving']
     summary['mIoU_diff'] = summary['warm']['mIoU'] - summary['cold']['mIoU']
     summary['cold_restarts'] = int(sum(runs['warm']['cold_restart']))
     return dict(tol=tol, max_iter=max_iter, stop_mode=mdeq.deq.forward_cfg.stop_mode,
@@ -133,14 +149,14 @@ def plot_warm_start(path: str, result: Mapping[str, Any], title: Optional[str] =
     """Residual against f-evaluations for every frame, and f-evaluations per frame, cold vs
     warm, from a :func:`measure_warm_start` result."""
     fig, (curves, per_frame) = new_figure(ncols=2, figsize=(11, 4))
-    colours = dict(cold='tab:blue', warm='tab:orange')
     summary = result['summary']
-    for mode in MODES:
+    modes = [mode for mode in MODES + LEARNED_MODES if mode in result]
+    for mode in modes:
         run = result[mode]
         for i, trace in enumerate(run['rel_trace']):
-            curves.plot(range(1, len(trace) + 1), trace, color=colours[mode], alpha=0.25,
+            curves.plot(range(1, len(trace) + 1), trace, color=COLOURS[mode], alpha=0.25,
                         lw=0.8, label=f'{mode} start' if i == 0 else None)
-        per_frame.plot(run['f_evals'], 'o-', ms=2.5, lw=1, color=colours[mode],
+        per_frame.plot(run['f_evals'], 'o-', ms=2.5, lw=1, color=COLOURS[mode],
                        label=f'{mode}: mean {summary[mode]["mean_f_evals"]:.1f}, '
                        f'mIoU {summary[mode]["mIoU"]:.2f}')
     curves.axhline(result['tol'], color='k', ls='--', lw=0.8, label=f'tolerance {result["tol"]:g}')
@@ -154,7 +170,8 @@ def plot_warm_start(path: str, result: Mapping[str, Any], title: Optional[str] =
                           label='scene cut' if i == 0 else None)
     per_frame.set_xlabel('frame')
     per_frame.set_ylabel(f'f-evaluations to tolerance {result["tol"]:g}')
-    per_frame.set_title(f'{summary["saving"]:.1f}x fewer f-evaluations per frame')
+    best = max(modes, key=lambda mode: summary[mode]['saving'])
+    per_frame.set_title(f'{best}: {summary[best]["saving"]:.1f}x fewer f-evaluations per frame')
     for ax in (curves, per_frame):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

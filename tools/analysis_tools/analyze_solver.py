@@ -8,6 +8,9 @@
    step budget (the backbone's eval_max_iter), each budget one pass of the mmengine Runner's
    test loop over the config's test set: anytime.png and anytime.json. Point the config at
    data with --cfg-options, e.g. test_dataloader.dataset.data_root=data/mdeq_demo_cityscapes.
+   A model with a learned initializer is measured twice: from its learned start and from
+   zeros (the cold start), both curves in one plot. A large budget (e.g. 30) gives the mean
+   f-evaluations to reach the tolerance of the config's forward solver.
 
 Example:
     python tools/analysis_tools/analyze_solver.py \\
@@ -104,7 +107,8 @@ def main(argv=None) -> dict:
     if args.checkpoint:
         anytime = anytime_inference(cfg, args.checkpoint, args.budgets, args.metric,
                                     osp.join(args.out_dir, 'work_dir'), logger)
-        plot_anytime(osp.join(args.out_dir, 'anytime.png'), anytime['rows'], name)
+        plot_anytime(osp.join(args.out_dir, 'anytime.png'), anytime['rows'], name,
+                     anytime.get('cold_rows'))
         with open(osp.join(args.out_dir, 'anytime.json'), 'w', encoding='utf-8') as f:
             json.dump(anytime, f, indent=1)
         result['anytime'] = anytime

@@ -2,10 +2,11 @@
 from .deq_eval_budget_hook import DEQEvalBudgetHook
 from .deq_solver_stats_hook import DEQSolverStatsHook
 from .deq_warmup_hook import DEQWarmupHook
+from .initializer_training_hook import InitializerTrainingHook
 from .jacobian_reg_hook import JacobianRegHook
 from .mdeq_hook import MDEQHook, get_mdeq_backbone, unwrap_model
 
 __all__ = [
-    'DEQEvalBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook', 'JacobianRegHook', 'MDEQHook',
-    'get_mdeq_backbone', 'unwrap_model'
+    'DEQEvalBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook', 'InitializerTrainingHook',
+    'JacobianRegHook', 'MDEQHook', 'get_mdeq_backbone', 'unwrap_model'
 ]

@@ -66,9 +66,10 @@ class MDEQ(BaseModule):
 
     In evaluation the solve can start from a given state per image instead of zeros (a warm
     start, e.g. the previous video frame's ``z*``: ``forward(x, init_state)``); an image
-    whose warm start has a first residual no better than a cold start's restarts from zeros
+    whose warm start has a first residual no better than a cold start's restarts cold
     (:attr:`last_cold_restart`). :class:`mdeq_mm.apis.VideoWarmStart` keeps such states per
-    video stream.
+    video stream. With an ``initializer`` the cold start is its prediction from the input
+    (a learned start) instead of zeros.
 
     An image with any NaN/Inf value is replaced by zeros before the stem, with a warning, so
     that nothing non-finite reaches the other images, the gradients or the BN statistics; its
@@ -102,6 +103,12 @@ class MDEQ(BaseModule):
             start is refused. Defaults to False.
         deq_mode (str): 'equilibrium' or 'unrolled' training mode; hooks switch it at run
             time. Evaluation always solves for the equilibrium. Defaults to 'equilibrium'.
+        initializer (dict, optional): A learned start state (e.g.
+            ``dict(type='MDEQInitializer')``; ``num_channels`` is filled in): every solve of
+            an image without a given start begins from its prediction instead of zeros.
+            Setting ``initializer.fitting`` makes the forward train it instead (see
+            :class:`~mdeq_mm.models.layers.MDEQInitializer`). None starts from zeros.
+            Defaults to None.
         conv_cfg (dict, optional): Config of the stem and injection convs. Defaults to None.
         norm_cfg (dict): Norm of the stem and injection (outside f). Defaults to
             ``dict(type='BN', requires_grad=True)``.
@@ -170,6 +177,7 @@ class MDEQ(BaseModule):
                  eval_max_iter: Optional[int] = None,
                  eval_fixed_budget: bool = False,
                  deq_mode: str = 'equilibrium',
+                 initializer: Optional[dict] = None,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  f_norm_cfg: dict = dict(type='GN'),
@@ -204,6 +212,8 @@ class MDEQ(BaseModule):
         self.eval_max_iter = eval_max_iter
         self.eval_fixed_budget = eval_fixed_budget
         self.deq_mode = deq_mode
+        self.initializer = (None if initializer is None else MODELS.build(
+            dict(initializer, num_channels=self.num_channels)))
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None
@@ -379,8 +389,8 @@ class MDEQ(BaseModule):
     @property
     def last_cold_restart(self) -> Optional[Tensor]:
         """``(B,)`` bool, the images of the latest warm-started forward whose warm start was no
-        better than a cold start and that were solved from zeros instead; None after a forward
-        without ``init_state``."""
+        better than a cold start and that were solved from their cold start (zeros, or the
+        learned start) instead; None after a forward without ``init_state``."""
         return self._last_cold_restart
 
     @property
@@ -423,7 +433,14 @@ class MDEQ(BaseModule):
         return x.masked_fill(nonfinite.view(-1, 1, 1, 1), 0.0), nonfinite
 
     def initial_state(self, x: Tensor) -> Tuple[Tensor, ...]:
-        """Zeros for every branch, given the stem output ``x``."""
+        """The cold start of every branch, given the branch-0 injection ``x``: the
+        initializer's prediction (detached), or zeros without one."""
+        if self.initializer is not None:
+            return tuple(z.detach() for z in self.initializer(x))
+        return self.zero_state(x)
+
+    def zero_state(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Zeros for every branch, given the branch-0 injection ``x``."""
         b, _, h, w = x.shape
         return tuple(
             x.new_zeros(b, c, h // 2**i, w // 2**i) for i, c in enumerate(self.num_channels))
@@ -458,7 +475,8 @@ class MDEQ(BaseModule):
                 :attr:`total_stride`.
             init_state (Sequence[Tensor], optional): The start state, one tensor per branch
                 shaped like the zeros it replaces (e.g. a previous ``z*``); detached. None
-                starts from zeros. Defaults to None.
+                (and an image whose state is all zeros) starts from :meth:`initial_state`.
+                Defaults to None.
 
         Returns:
             FixedPointProblem: ``(f, z0)``; ``.flat()`` gives the map on flat ``(B, D)`` states.
@@ -486,14 +504,19 @@ class MDEQ(BaseModule):
         return FixedPointProblem(lambda z: self.f(z, injection), z0)
 
     def _checked_state(self, state: Sequence[Tensor],
-                       zeros: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
-        """``state`` detached and cast like ``zeros``, after checking it has their shapes."""
-        shapes = [tuple(z.shape) for z in zeros]
+                       cold: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
+        """``state`` detached and cast like the cold start ``cold``, after checking it has
+        its shapes; an image whose state is all zeros takes its cold start."""
+        shapes = [tuple(z.shape) for z in cold]
         got = [tuple(getattr(z, 'shape', ())) for z in state]
         if got != shapes:
             raise ValueError(f'init_state must hold one tensor per branch with the shapes '
                              f'{shapes} for this input, got {got}')
-        return tuple(s.detach().to(z) for s, z in zip(state, zeros))
+        state = tuple(s.detach().to(z) for s, z in zip(state, cold))
+        if self.initializer is None:
+            return state
+        given = _nonzero_images(state).view(-1, 1, 1, 1)
+        return tuple(torch.where(given, s, z) for s, z in zip(state, cold))
 
     def forward(self, x: Tensor,
                 init_state: Optional[Sequence[Tensor]] = None) -> Tuple[Tensor, ...]:
@@ -504,11 +527,11 @@ class MDEQ(BaseModule):
                 :attr:`total_stride`.
             init_state (Sequence[Tensor], optional): Evaluation only: the state to start each
                 image's solve from, one tensor per branch shaped like the output (e.g. the
-                previous video frame's output). An image whose state is all zeros starts cold;
-                one whose warm start's first relative residual is not below a cold start's
-                (:data:`COLD_START_REL_RES`) is solved from zeros (a scene cut), which costs
-                the batch one evaluation of f. None starts every image from zeros. Defaults
-                to None.
+                previous video frame's output). An image whose state is all zeros starts cold
+                (:meth:`initial_state`); one whose warm start's first relative residual is
+                not below a cold start from zeros (:data:`COLD_START_REL_RES`) is solved
+                again from its cold start (a scene cut), which costs the batch one evaluation
+                of f. None starts every image cold. Defaults to None.
 
         Returns:
             tuple[Tensor]: ``num_branches`` feature maps, finest first.
@@ -519,15 +542,18 @@ class MDEQ(BaseModule):
         if not self.training and self.eval_fixed_budget:
             return self._forward_fixed_budget(x, init_state)
         x, nonfinite = self._zero_nonfinite_images(x)
+        if self.initializer is not None and self.initializer.fitting:
+            return self._fit_initializer(x)
         injection = self.injection_of(x)
-        f, z0 = self._problem(injection, init_state)
+        f, cold = self._problem(injection, None)
         self._last_cold_restart = None
         self._last_probe_f_evals = 0
         mode = self.deq_mode if self.training else 'equilibrium'
         if init_state is None:
-            outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
+            outs = tuple(self.deq(f, cold, mode=mode, jacobian_probes=self.jacobian_probes))
         else:
-            outs = self._solve_warm(f, z0)
+            outs = self._solve_warm(f, self._checked_state(init_state, cold), cold,
+                                    _nonzero_images(init_state))
         # the graph holds the normalized weights the backward needs; the cache need not
         self.f.release()
         self.stats_reporter.report_forward(self.training, self._last_nonfinite_input,
@@ -566,10 +592,12 @@ class MDEQ(BaseModule):
         return outs
 
     def _solve_warm(self, f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]],
-                    z0: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:
-        """Solve from ``z0``; if some image's warm start is no better than zeros (judged on the
-        first step), stop there and solve again with those images starting from zeros."""
-        warm = torch.stack([z.flatten(1).ne(0).any(dim=1) for z in z0]).any(dim=0)
+                    z0: Tuple[Tensor, ...], cold: Tuple[Tensor, ...],
+                    warm: Tensor) -> Tuple[Tensor, ...]:
+        """Solve from ``z0``; if some ``warm`` image's start is no better than zeros (judged on
+        the first step), stop there and solve again with those images from their ``cold``
+        start."""
+        warm = warm.to(z0[0].device)
         worse = torch.zeros_like(warm)
 
         def stop_if_worse_than_cold(state: SolverState) -> bool:
@@ -583,6 +611,21 @@ class MDEQ(BaseModule):
         if bool(worse.any()):
             self._last_probe_f_evals = 1
             keep = ~worse.view(-1, 1, 1, 1)
-            outs = tuple(self.deq(f, tuple(torch.where(keep, z, torch.zeros_like(z))
-                                           for z in z0)))
+            outs = tuple(self.deq(f, tuple(torch.where(keep, z, c) for z, c in zip(z0, cold))))
         return outs
+
+    def _fit_initializer(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """The initializer's training forward: ``z*`` solved from zeros (detached), with the
+        losses of the initializer's prediction kept in ``initializer.last_losses``."""
+        injection = self.injection_of(x)
+        zeros = self.zero_state(injection[0])
+        self.f.reset(zeros)
+        outs, self.initializer.last_losses = self.initializer.fit(
+            lambda z: self.f(z, injection), injection[0], zeros)
+        self.f.release()
+        return outs
+
+
+def _nonzero_images(state: Sequence[Tensor]) -> Tensor:
+    """``(B,)`` bool: the images whose state has a nonzero value in some branch."""
+    return torch.stack([z.flatten(1).ne(0).any(dim=1) for z in state]).any(dim=0)
