@@ -260,3 +260,66 @@ def test_mmpretrain_finds_builds_and_runs_our_classifiers_by_name(user_report):
     assert not [name for name in user_report['listed'] if name.startswith('fcn_')]
     assert user_report['inference'] == ['pred_label', 'pred_score', 'pred_scores']
     assert user_report['classifiers'] == user_report['listed']
+
+
+# A stock mmpretrain config with only the backbone swapped, inherited from the installed wheel and
+# trained on the digit folders: one epoch of two iterations, logged every iteration.
+STOCK_SWAP_CONFIG = '''_base_ = ['mdeq_mm::mdeq/mdeq-small-gap_8xb32_in1k.py']
+pipeline = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(32, 32)),
+            dict(type='PackInputs')]
+train_dataloader = dict(
+    batch_size=10, num_workers=0, persistent_workers=False,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root='digits', data_prefix='train',
+                 pipeline=pipeline))
+val_dataloader = dict(
+    batch_size=10, num_workers=0, persistent_workers=False,
+    dataset=dict(_delete_=True, type='CustomDataset', data_root='digits', data_prefix='test',
+                 pipeline=pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=1, val_interval=1)
+default_hooks = dict(logger=dict(interval=1))
+'''
+
+
+def train_scalar_keys(work_dir):
+    """The keys of the training lines of a run's ``scalars.json``."""
+    (path, ) = glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json'))
+    with open(path, encoding='utf-8') as f:
+        lines = [json.loads(line) for line in f]
+    return {key for line in lines if 'lr' in line for key in line}
+
+
+@pytest.fixture(scope='module')
+def stock_swap_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('stock_swap')
+    (folder / 'stock_swap.py').write_text(STOCK_SWAP_CONFIG)
+    write_digits_folders(str(folder / 'digits'))
+    return folder
+
+
+def test_a_stock_config_with_the_backbone_swapped_trains_with_mmpretrains_own_tool(
+        installed_python, stock_swap_folder):
+    """As a user of the wheel: the toolbox's own tools/train.py, no mdeq_mm import of our own."""
+    import mmpretrain
+    tool = osp.join(osp.dirname(mmpretrain.__file__), '.mim', 'tools', 'train.py')
+    work_dir = str(stock_swap_folder / 'work_dirs' / 'one_process')
+    proc = subprocess.run([installed_python, tool, 'stock_swap.py', '--work-dir', work_dir],
+                          cwd=stock_swap_folder, env=user_env(), capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert {'train/deq_fwd_steps', 'train/deq_fwd_rel_res'} <= train_scalar_keys(work_dir)
+
+
+def test_a_stock_config_with_the_backbone_swapped_trains_with_two_cpu_processes(
+        installed_python, stock_swap_folder, free_port):
+    """Our tools/train.py from a checkout, run by the environment the wheel is installed in."""
+    work_dir = str(stock_swap_folder / 'work_dirs' / 'two_processes')
+    env = {**user_env(), 'CUDA_VISIBLE_DEVICES': ''}
+    proc = subprocess.run(
+        [installed_python, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+         '--master_port', free_port, osp.join(REPO, 'tools', 'train.py'), 'stock_swap.py',
+         '--launcher', 'pytorch', '--work-dir', work_dir],
+        cwd=stock_swap_folder, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert 'CPUDistributedDataParallel' in proc.stdout + proc.stderr
+    assert {'train/deq_fwd_steps', 'train/deq_fwd_rel_res'} <= train_scalar_keys(work_dir)
