@@ -17,7 +17,7 @@ from torch import Tensor
 
 from . import anderson, broyden
 from .fixed_point import FixedPointSolver
-from .solve import REL_EPS, SolverConfig, _autocast_off
+from .solve import REL_EPS, SolverConfig, _autocast_off, stats_from_traces
 from .stats import SolverStats
 
 
@@ -217,32 +217,10 @@ class _MaskTracker:
     def stats(self, degenerate: Tensor) -> SolverStats:
         """The statistics of the solve, as :func:`mdeq_mm.deq.solve` reports them."""
         nfe = len(self.abs_rows)
-        abs_trace, rel_trace = torch.stack(self.abs_rows), torch.stack(self.rel_rows)
-        index = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
-        best_step = torch.where(torch.stack(self.improved_rows), index, 0).amax(dim=0)
-        steps = torch.stack(self.running_rows[:nfe]).sum(dim=0)
-        last = (steps - 1).unsqueeze(0)
-        abs_last = abs_trace.gather(0, last).squeeze(0)
-        trace = rel_trace if self.cfg.stop_mode == 'rel' else abs_trace
-        stopped = ~self.active
-        finite = torch.isfinite(abs_last)
-        nan = stopped & ~finite
-        diverged = stopped & finite & (abs_last > self.limit)
-        converged = trace.gather(0, last).squeeze(0) < self.cfg.tol
-        return SolverStats(
-            steps=steps,
-            best_step=best_step,
-            abs_res=abs_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
-            rel_res=rel_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
-            abs_trace=abs_trace,
-            rel_trace=rel_trace,
-            nan=nan,
-            diverged=diverged,
-            stalled=stopped & ~nan & ~diverged & ~converged,
-            nfe=nfe,
-            tol=self.cfg.tol,
-            stop_mode=self.cfg.stop_mode,
-            degenerate=degenerate)
+        return stats_from_traces(self.cfg, torch.stack(self.abs_rows),
+                                 torch.stack(self.rel_rows), torch.stack(self.improved_rows),
+                                 torch.stack(self.running_rows[:nfe]), self.active, self.limit,
+                                 degenerate)
 
 
 def solve_fixed_budget(f: Callable[[Tensor], Tensor],

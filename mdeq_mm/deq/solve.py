@@ -219,34 +219,44 @@ class _Tracker:
         self.active &= self.best <= self.cfg.stall_ratio * earlier
 
     def stats(self, nfe: int, degenerate: Tensor) -> SolverStats:
-        """The statistics after ``nfe`` evaluations; the reason each sample stopped is read
-        off the residuals of the last evaluation it took part in."""
-        abs_trace, rel_trace = self.abs_trace[:nfe], self.rel_trace[:nfe]
-        index = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
-        best_step = torch.where(self.improved[:nfe], index, 0).amax(dim=0)
-        steps = self.running[:nfe].sum(dim=0)
-        last = (steps - 1).unsqueeze(0)
-        abs_last = abs_trace.gather(0, last).squeeze(0)
-        trace = rel_trace if self.cfg.stop_mode == 'rel' else abs_trace
-        stopped = ~self.active
-        finite = torch.isfinite(abs_last)
-        nan = stopped & ~finite
-        diverged = stopped & finite & (abs_last > self.limit)
-        converged = trace.gather(0, last).squeeze(0) < self.cfg.tol
-        return SolverStats(
-            steps=steps,
-            best_step=best_step,
-            abs_res=abs_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
-            rel_res=rel_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
-            abs_trace=abs_trace,
-            rel_trace=rel_trace,
-            nan=nan,
-            diverged=diverged,
-            stalled=stopped & ~nan & ~diverged & ~converged,
-            nfe=nfe,
-            tol=self.cfg.tol,
-            stop_mode=self.cfg.stop_mode,
-            degenerate=degenerate)
+        """The statistics after ``nfe`` evaluations."""
+        return stats_from_traces(self.cfg, self.abs_trace[:nfe], self.rel_trace[:nfe],
+                                 self.improved[:nfe], self.running[:nfe], self.active,
+                                 self.limit, degenerate)
+
+
+def stats_from_traces(cfg: SolverConfig, abs_trace: Tensor, rel_trace: Tensor, improved: Tensor,
+                      running: Tensor, active: Tensor, limit: Tensor,
+                      degenerate: Tensor) -> SolverStats:
+    """A solve's statistics from its ``(nfe, B)`` traces of residuals, improvement and running
+    flags; the reason each sample stopped (``active`` False) is read off the residuals of the last
+    evaluation it took part in (NaN, above the divergence ``limit``, or stalled)."""
+    nfe = abs_trace.shape[0]
+    index = torch.arange(nfe, device=abs_trace.device).unsqueeze(1)
+    best_step = torch.where(improved, index, 0).amax(dim=0)
+    steps = running.sum(dim=0)
+    last = (steps - 1).unsqueeze(0)
+    abs_last = abs_trace.gather(0, last).squeeze(0)
+    trace = rel_trace if cfg.stop_mode == 'rel' else abs_trace
+    stopped = ~active
+    finite = torch.isfinite(abs_last)
+    nan = stopped & ~finite
+    diverged = stopped & finite & (abs_last > limit)
+    converged = trace.gather(0, last).squeeze(0) < cfg.tol
+    return SolverStats(
+        steps=steps,
+        best_step=best_step,
+        abs_res=abs_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
+        rel_res=rel_trace.gather(0, best_step.unsqueeze(0)).squeeze(0),
+        abs_trace=abs_trace,
+        rel_trace=rel_trace,
+        nan=nan,
+        diverged=diverged,
+        stalled=stopped & ~nan & ~diverged & ~converged,
+        nfe=nfe,
+        tol=cfg.tol,
+        stop_mode=cfg.stop_mode,
+        degenerate=degenerate)
 
 
 def solve(f: Callable[[Tensor], Tensor],
