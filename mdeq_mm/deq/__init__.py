@@ -2,7 +2,7 @@
 from .anderson import AndersonSolver
 from .broyden import BroydenSolver
 from .fixed_point import FixedPointSolver
-from .implicit import DEQ_MODES, BackwardConfig, DEQCore, FallbackConfig
+from .implicit import DEQ_MODES, BackwardConfig, DEQCore, FallbackConfig, TrajectoryConfig
 from .jacobian import jacobian_frobenius_reg, spectral_radius
 from .solve import SOLVERS, SolverConfig, SolverState, solve
 from .state import StatePacker
@@ -11,5 +11,5 @@ from .stats import SolverStats
 __all__ = [
     'AndersonSolver', 'BackwardConfig', 'BroydenSolver', 'DEQCore', 'DEQ_MODES', 'FallbackConfig',
     'FixedPointSolver', 'SOLVERS', 'SolverConfig', 'SolverState', 'SolverStats', 'StatePacker',
-    'jacobian_frobenius_reg', 'solve', 'spectral_radius'
+    'TrajectoryConfig', 'jacobian_frobenius_reg', 'solve', 'spectral_radius'
 ]
