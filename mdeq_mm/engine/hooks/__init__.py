@@ -3,10 +3,12 @@ from .deq_eval_budget_hook import DEQEvalBudgetHook
 from .deq_random_budget_hook import DEQRandomBudgetHook
 from .deq_solver_stats_hook import DEQSolverStatsHook
 from .deq_warmup_hook import DEQWarmupHook
+from .fixed_point_correction_hook import FixedPointCorrectionHook
 from .jacobian_reg_hook import JacobianRegHook
 from .mdeq_hook import MDEQHook, get_mdeq_backbone, unwrap_model
 
 __all__ = [
     'DEQEvalBudgetHook', 'DEQRandomBudgetHook', 'DEQSolverStatsHook', 'DEQWarmupHook',
-    'JacobianRegHook', 'MDEQHook', 'get_mdeq_backbone', 'unwrap_model'
+    'FixedPointCorrectionHook', 'JacobianRegHook', 'MDEQHook', 'get_mdeq_backbone',
+    'unwrap_model'
 ]
