@@ -55,3 +55,44 @@ def test_the_metafiles_index_every_config_and_only_existing_ones(repo):
             assert config.stem == model['Name']
             indexed.add(config)
     assert indexed == set((repo / 'configs').glob('[!_]*/*.py'))
+
+
+# Stock configs of the toolboxes with only the backbone swapped, and what else they may change.
+STOCK_DERIVED = {
+    'mdeq/fcn_mdeq-small_4xb2-40k_cityscapes-512x1024.py':
+    'mmseg::hrnet/fcn_hr18_4xb2-40k_cityscapes-512x1024.py',
+    'mdeq/pspnet_mdeq-small_4xb2-40k_cityscapes-512x1024.py':
+    'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'mdeq/mdeq-small-gap_8xb32_in1k.py': 'mmpretrain::resnet/resnet18_8xb32_in1k.py',
+}
+SWAPPABLE = {'model.pretrained', 'model.backbone'} | {
+    f'model.{head}.{key}' for head in ('decode_head', 'auxiliary_head', 'head')
+    for key in ('in_channels', 'in_index', 'channels')
+}
+
+
+def changed_keys(ours, base, prefix=''):
+    """Dotted keys whose values differ between two config dicts (a whole subtree counts once
+    where one side is not a dict)."""
+    if not (isinstance(ours, dict) and isinstance(base, dict)):
+        return set() if ours == base else {prefix}
+    changed = set()
+    for key in set(ours) | set(base):
+        changed |= changed_keys(ours.get(key), base.get(key), f'{prefix}{key}.')
+    return {key.rstrip('.') for key in changed}
+
+
+@pytest.mark.parametrize('name,base', sorted(STOCK_DERIVED.items()))
+def test_stock_derived_configs_change_only_the_backbone_and_the_head_channels(
+        name, base, config_path, tmp_path):
+    text = open(config_path(name)).read()
+    assert f'_base_ = [{base!r}]' in text
+    assert 'custom_imports =' not in text and 'custom_hooks =' not in text
+    ours = load(config_path(name)).to_dict()
+    stock_file = tmp_path / 'stock.py'
+    stock_file.write_text(f'_base_ = [{base!r}]\n')
+    stock = Config.fromfile(str(stock_file)).to_dict()
+    unexpected = {key for key in changed_keys(ours, stock)
+                  if not any(key == ok or key.startswith(f'{ok}.') for ok in SWAPPABLE)}
+    assert not unexpected
+    assert ours['model']['backbone']['type'] == 'mdeq_mm.MDEQ'

@@ -3,15 +3,19 @@
 Same arguments as mmseg's ``tools/test.py`` (``--show``, ``--show-dir``, ``--wait-time``, ``--tta``
 through the config's visualization hook and ``tta_model`` / ``tta_pipeline``, following mmseg or
 mmpretrain by the config's ``default_scope``); works with ``--launcher pytorch`` on CPU-only
-machines like ``tools/train.py``. Unlike mmengine's ``load_from``, a checkpoint whose keys or
-shapes do not fit the model stops the test unless ``--allow-partial-load`` is given.
+machines like ``tools/train.py`` (CPU model wrapper, SyncBN as BN). Unlike mmengine's
+``load_from``, a checkpoint whose keys or shapes do not fit the model stops the test unless
+``--allow-partial-load`` is given.
 """
 import argparse
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
+from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
-                                   enable_tta, enable_visualization, load_checkpoint,
-                                   load_tool_config, parse_tool_args)
+                                   enable_tta, enable_visualization,
+                                   load_checkpoint, load_tool_config, parse_tool_args,
+                                   warn_if_nothing_painted)
+from mdeq_mm.models.head_channels import HeadChannelsError
 
 
 def parse_args() -> argparse.Namespace:
@@ -34,11 +38,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--interval',
         type=int,
-        help='paint every INTERVAL-th sample (default: the hook\'s interval for mmseg '
-        'configs, 1 for mmpretrain configs)')
+        help='paint every INTERVAL-th sample (mmseg configs: batch); default: every one')
     parser.add_argument(
         '--tta', action='store_true', help='test time augmentation (the config\'s tta_model '
-        'and tta_pipeline; mmpretrain configs default to flip TTA)')
+        'and tta_pipeline; mmpretrain configs default to flip TTA and cannot be painted with '
+        'it)')
     parser.add_argument(
         '--allow-partial-load',
         action='store_true',
@@ -51,11 +55,13 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
-    cfg.load_from = args.checkpoint
-    if args.show or args.show_dir:
-        enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.interval)
-    if args.tta:
-        enable_tta(cfg)
+    try:
+        if args.show or args.show_dir:
+            enable_visualization(cfg, args.show, args.show_dir, args.wait_time, args.interval)
+        if args.tta:
+            enable_tta(cfg)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
     if args.out is not None:
         if not args.out.endswith(('.pkl', '.pickle')):
             raise ValueError(f'--out must be a .pkl file, got {args.out}')
@@ -63,11 +69,21 @@ def main() -> None:
         if isinstance(evaluators, dict):
             evaluators = [evaluators]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
-    runner = build_runner(cfg)
+    # load_checkpoint below loads the weights, after checking that they fit; the runner must
+    # not load them again (cfg.load_from), which would print mmengine's line per unfit key
+    cfg.load_from = None
+    try:
+        runner = build_runner(cfg)
+    except HeadChannelsError as err:
+        raise SystemExit(str(err)) from err
     try:
         load_checkpoint(runner, args.checkpoint, strict=not args.allow_partial_load)
     except IncompatibleCheckpointError as err:
         raise SystemExit(f'{err}\nPass --allow-partial-load to evaluate it anyway.') from err
+    except (FileNotFoundError, UnreadableCheckpointError) as err:
+        raise SystemExit(str(err)) from err
+    if args.show or args.show_dir:
+        warn_if_nothing_painted(runner, args.interval)
     runner.test()
 
 

@@ -1,8 +1,11 @@
 """Train a segmentor or classifier from an mmseg / mmpretrain config.
 
-Same arguments as mmseg's ``tools/train.py``. Additionally imports ``mdeq_mm`` (for configs
-that do not list it in ``custom_imports``) and starts a gloo process group on CPU-only
-machines under ``--launcher pytorch``, so that ``tools/dist_train.sh CONFIG 2`` runs without GPUs.
+Same arguments as mmseg's ``tools/train.py``; ``--resume`` also takes a checkpoint path, as
+mmpretrain's does. Additionally imports ``mdeq_mm`` (for configs that do not list it in
+``custom_imports``) and, on CPU-only machines under ``--launcher pytorch``, starts a gloo process
+group, wraps the model in ``CPUDistributedDataParallel`` unless the config names another wrapper
+and turns SyncBN into BN (both logged), so that ``tools/dist_train.sh CONFIG 2`` runs any config
+without GPUs.
 """
 import argparse
 import logging
@@ -10,19 +13,16 @@ import logging
 from mmengine.logging import print_log
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
-from mdeq_mm.engine.launch import (add_launch_args, build_runner, load_tool_config,
-                                   parse_tool_args)
+from mdeq_mm.engine.launch import (add_launch_args, add_resume_arg, build_runner,
+                                   load_tool_config, parse_tool_args, set_resume)
+from mdeq_mm.models.head_channels import HeadChannelsError
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a segmentor or classifier')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
-    parser.add_argument(
-        '--resume',
-        action='store_true',
-        default=False,
-        help='resume from the latest checkpoint in the work_dir automatically')
+    add_resume_arg(parser)
     parser.add_argument(
         '--amp',
         action='store_true',
@@ -51,8 +51,12 @@ def main() -> None:
                           logger='current', level=logging.WARNING)
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
-    cfg.resume = args.resume
-    build_runner(cfg).train()
+    set_resume(cfg, args.resume)
+    try:
+        runner = build_runner(cfg)
+    except HeadChannelsError as err:
+        raise SystemExit(str(err)) from err
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@ Each contender is a config trained by mmengine's Runner exactly as ``tools/train
 a fresh process (so no registry, scope or message-hub state leaks between contenders), with the
 same data, schedule and seed. Its curves are read back from the run's ``vis_data/scalars.json``
 (mmengine's ``LocalVisBackend``): the training loss every logging interval, the validation
-metric every ``val_interval``, and the DEQ solver statistics that ``DEQSolverStatsHook`` logs.
+metric every ``val_interval``, and the DEQ solver statistics that the MDEQ backbone logs.
 """
 import glob
 import json
@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Dict, List, Optional, Sequence
 
-# Solver statistics worth plotting, as logged by DEQSolverStatsHook (training windows).
+# Solver statistics worth plotting, as the MDEQ backbone logs them (training windows, with
+# 'train/' in front in the scalar records).
 SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_bwd_steps', 'deq_bwd_rel_res')
 
 
@@ -93,7 +94,7 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
             curve.loss.append(float(record['loss']))
             times.append(float(record['time']))
             for key in SOLVER_KEYS:
-                curve.solver[key].append(float(record.get(key, float('nan'))))
+                curve.solver[key].append(float(record.get(f'train/{key}', float('nan'))))
         elif metric_name in record:
             curve.val_iters.append(int(record['step']))
             curve.metric.append(float(record[metric_name]))

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .checks import check_choice, check_int, check_keys, check_number
+from .fixed_budget import solve_fixed_budget
 from .jacobian import jacobian_frobenius_reg
 from .solve import SolverConfig, SolverState, solve
 from .state import StatePacker
@@ -287,7 +288,10 @@ class DEQCore(nn.Module):
     - ``'equilibrium'``: the forward solver finds ``z*`` without autograd. In
       training with grad enabled the output is ``f(z*)`` with the implicit
       gradient, or the phantom output (see :class:`BackwardConfig`); otherwise
-      it is ``z*``, the lowest-residual iterate.
+      it is ``z*``, the lowest-residual iterate. With the attribute ``eval_fixed_budget``
+      set, evaluation runs :func:`mdeq_mm.deq.solve_fixed_budget` instead: always the
+      whole budget, no host sync and no fallback, so the forward traces into a static
+      graph (ONNX export) with the same result as long as no sample fails.
 
     Readable after a call: ``last_forward_stats`` (None in unrolled mode),
     ``last_fallback_stats`` (the 'fixed_point' re-solve, if one ran; the
@@ -351,6 +355,7 @@ class DEQCore(nn.Module):
         self.eval_max_iter: Optional[int] = None
         self.train_max_iter: Optional[int] = None
         self.last_trajectory: Optional[Tuple[Tuple[Tensor, ...], ...]] = None
+        self.eval_fixed_budget = False
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
         self.last_backward_stats: Optional[SolverStats] = None
@@ -411,6 +416,8 @@ class DEQCore(nn.Module):
         self.last_trajectory = None
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
+        if self.eval_fixed_budget and not self.training:
+            return packer.unpack(self._solve_fixed_budget(flat_f, z0_flat, max_iter, callback))
 
         budget = self._forward_budget(max_iter)
         sample_steps = self.trajectory_cfg.sample_steps(budget) if differentiable else ()
@@ -456,7 +463,8 @@ class DEQCore(nn.Module):
         kwargs = self.forward_cfg.solve_kwargs()
         kwargs['max_iter'] = budget
         solve_f = self._recording(flat_f, samples) if samples else flat_f
-        z_star, stats = solve(solve_f, z0, callback=callback, **kwargs)
+        z_star, stats = solve(solve_f, z0, callback=callback, name='forward_solver',
+                              **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
         if not bool(bad.any()):
@@ -466,7 +474,7 @@ class DEQCore(nn.Module):
         if fb.type == 'fixed_point':
             kwargs.update(solver='fixed_point', tau=fb.tau,
                           max_iter=fb.max_iter or kwargs['max_iter'])
-            z_fp, self.last_fallback_stats = solve(flat_f, z_star, **kwargs)
+            z_fp, self.last_fallback_stats = solve(flat_f, z_star, name='fallback', **kwargs)
             z_star = _select(bad, z_fp, z_star)
         return z_star, bad
 
@@ -500,6 +508,18 @@ class DEQCore(nn.Module):
             keep &= torch.isfinite(state).all(dim=1)
             states.append(_select(keep, state, z_star))
         return tuple(states)
+
+    def _solve_fixed_budget(self, flat_f: FlatFn, z0: Tensor, max_iter: Optional[int],
+                            callback: Optional[Callable[[SolverState], Optional[bool]]]
+                            ) -> Tensor:
+        """The evaluation solve of ``eval_fixed_budget``: no fallback, no host sync."""
+        if callback is not None:
+            raise ValueError('a solver callback reads the solve on the host at every step; '
+                             'it cannot run with eval_fixed_budget=True')
+        kwargs = self.forward_cfg.solve_kwargs()
+        kwargs['max_iter'] = max_iter or self.eval_max_iter or self.forward_cfg.max_iter
+        z_star, self.last_forward_stats = solve_fixed_budget(flat_f, z0, **kwargs)
+        return z_star
 
     def _train_output(self, flat_f: FlatFn, z_star: Tensor, probes: int) -> Tensor:
         """Differentiable output at the fixed point for the configured backward."""
@@ -549,7 +569,8 @@ class DEQCore(nn.Module):
             (out, ) = torch.autograd.grad(fz, z_in, g, retain_graph=True, allow_unused=True)
             return torch.zeros_like(g) if out is None else out
 
-        g, stats = solve(lambda u: vjp(u) + grad, grad, **bwd.solver.solve_kwargs())
+        g, stats = solve(lambda u: vjp(u) + grad, grad, name='backward',
+                         **bwd.solver.solve_kwargs())
         self.last_backward_stats = stats
         self.last_backward_vjps = stats.nfe
         failed = ~stats.converged | stats.failed

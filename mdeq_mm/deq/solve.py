@@ -29,6 +29,17 @@ SOLVERS: Dict[str, type] = {
 }
 STOP_MODES = ('abs', 'rel')
 REL_EPS = 1e-9
+# Errors passed on as raised (their type is what callers catch), a named solve adding a note
+MEMORY_ERRORS = (MemoryError, torch.cuda.OutOfMemoryError)
+
+
+class SolveError(RuntimeError):
+    """An error raised during a named :func:`solve`, re-raised with the name in front.
+
+    The name is the config key the solve answers to (a :class:`~mdeq_mm.deq.DEQCore` names its
+    ``'forward_solver'``, ``'backward'`` and ``'fallback'`` solves); the original error is the
+    ``__cause__``.
+    """
 
 
 @dataclass(frozen=True)
@@ -181,7 +192,7 @@ class _Tracker:
         rel_res = torch.div(abs_res, f_norm, out=rel_row)
         res = rel_res if self.cfg.stop_mode == 'rel' else abs_res
         if step == 0:
-            improved.fill_(True)
+            improved.fill_(1)  # a bool fill_ cannot be traced (torch.jit)
             self.best = res
             # capped so that an infinite residual exceeds it (NaN fails every comparison)
             self.limit = (abs_res * self.cfg.divergence_factor).clamp_(
@@ -252,8 +263,8 @@ def solve(f: Callable[[Tensor], Tensor],
           divergence_factor: float = 1e3,
           stall_steps: Optional[int] = None,
           stall_ratio: float = 0.5,
-          callback: Optional[Callable[[SolverState], Optional[bool]]] = None
-          ) -> Tuple[Tensor, SolverStats]:
+          callback: Optional[Callable[[SolverState], Optional[bool]]] = None,
+          name: Optional[str] = None) -> Tuple[Tensor, SolverStats]:
     """Find ``z* = f(z*)`` per sample and return the lowest-residual iterate.
 
     Each sample stops on its own when its residual (``stop_mode``) drops
@@ -289,10 +300,26 @@ def solve(f: Callable[[Tensor], Tensor],
         stall_ratio (float): See ``stall_steps``. Default: 0.5.
         callback (Callable, optional): Called with a :class:`SolverState`
             after every evaluation; returning True stops the solve.
+        name (str, optional): The config key this solve answers to, e.g.
+            ``'backward'``: an error raised by ``f`` or the solver is re-raised
+            as :class:`SolveError` naming it (memory errors keep their type and
+            get a note where Python has ``add_note``). Default: None (errors
+            pass as raised).
 
     Returns:
         tuple[Tensor, SolverStats]: The ``(B, D)`` lowest-residual iterate
         per sample and the statistics of the solve.
+
+    Raises:
+        SolveError: With ``name``, what ``f`` or the solver raised.
+
+    Example:
+        >>> def f(z):
+        ...     raise ValueError('bad input')
+        >>> solve(f, torch.zeros(2, 3), max_iter=4, name='backward')
+        Traceback (most recent call last):
+            ...
+        mdeq_mm.deq.solve.SolveError: backward (broyden solver, max_iter=4): ValueError: bad input
     """
     cfg = SolverConfig(type=solver, max_iter=max_iter, tol=tol, stop_mode=stop_mode,
                        memory=memory, tau=tau, lam=lam, beta=beta, check_every=check_every,
@@ -304,6 +331,15 @@ def solve(f: Callable[[Tensor], Tensor],
     try:
         with torch.no_grad():
             return _run(f, z0.detach().to(dtype), cfg, callback)
+    except Exception as err:  # noqa: B902  (named and re-raised)
+        if name is None:
+            raise
+        where = f'{name} ({cfg.type} solver, max_iter={cfg.max_iter})'
+        if isinstance(err, MEMORY_ERRORS):
+            if hasattr(err, 'add_note'):
+                err.add_note(f'raised during the {where} solve')
+            raise
+        raise SolveError(f'{where}: {type(err).__name__}: {err}') from err
     finally:
         # Casts that autocast cached while f ran here carry no autograd history; older torch
         # (2.1) reuses them in the caller's later differentiable calls, whose weights then get

@@ -3,11 +3,19 @@
 The solvers work on a single ``(B, D)`` tensor; an MDEQ state is a tuple of
 tensors ``(B, C_i, H_i, W_i)`` of different shapes. :class:`StatePacker`
 records the per-sample shapes once and converts in both directions.
+
+Under ``torch.jit.trace`` (ONNX export, FLOP counters) tensor sizes are tensors; the packer
+keeps the per-sample shapes as ints (constants of the trace) and the batch size symbolic.
 """
 from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+
+def _static_shape(t: Tensor) -> torch.Size:
+    """``t.shape`` with int sizes, also under tracing (where each size is a 0-dim tensor)."""
+    return torch.Size(int(d) for d in t.shape)
 
 
 class StatePacker:
@@ -32,11 +40,11 @@ class StatePacker:
     def __init__(self, example: Sequence[Tensor]) -> None:
         if isinstance(example, Tensor) or len(example) == 0:
             raise ValueError('StatePacker expects a non-empty sequence of tensors')
-        batch_sizes = {t.shape[0] for t in example if t.dim() >= 1}
+        batch_sizes = {len(t) for t in example if t.dim() >= 1}
         if len(batch_sizes) != 1 or any(t.dim() < 1 for t in example):
             raise ValueError('all state tensors need the same leading batch dimension, got shapes '
-                             f'{[tuple(t.shape) for t in example]}')
-        self.shapes: Tuple[torch.Size, ...] = tuple(t.shape[1:] for t in example)
+                             f'{[tuple(_static_shape(t)) for t in example]}')
+        self.shapes: Tuple[torch.Size, ...] = tuple(_static_shape(t)[1:] for t in example)
         self.sizes: Tuple[int, ...] = tuple(s.numel() for s in self.shapes)
 
     @property
@@ -49,14 +57,14 @@ class StatePacker:
         if len(tensors) != len(self.shapes):
             raise ValueError(f'expected {len(self.shapes)} tensors, got {len(tensors)}')
         for i, (t, shape) in enumerate(zip(tensors, self.shapes)):
-            if t.shape[1:] != shape:
-                raise ValueError(f'tensor {i} has per-sample shape {tuple(t.shape[1:])}, '
+            if _static_shape(t)[1:] != shape:
+                raise ValueError(f'tensor {i} has per-sample shape {tuple(_static_shape(t)[1:])}, '
                                  f'expected {tuple(shape)}')
         return torch.cat([t.reshape(t.shape[0], -1) for t in tensors], dim=1)
 
     def unpack(self, flat: Tensor) -> Tuple[Tensor, ...]:
         """Split a ``(B, D)`` tensor into views with the recorded shapes."""
-        if flat.dim() != 2 or flat.shape[1] != self.dim:
-            raise ValueError(f'expected a (B, {self.dim}) tensor, got {tuple(flat.shape)}')
+        if flat.dim() != 2 or int(flat.shape[1]) != self.dim:
+            raise ValueError(f'expected a (B, {self.dim}) tensor, got {tuple(_static_shape(flat))}')
         parts = torch.split(flat, self.sizes, dim=1)
         return tuple(p.reshape(flat.shape[0], *shape) for p, shape in zip(parts, self.shapes))

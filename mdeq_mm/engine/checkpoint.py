@@ -8,7 +8,9 @@ registered here for local paths, which ``load_from``, ``resume`` and
 exactly the extra types that mmengine, mmseg and mmpretrain checkpoints contain
 (:data:`CHECKPOINT_SAFE_GLOBALS`; torch < 2.6 cannot allowlist them, so there only tensors and
 plain containers load). A file holding anything else is refused; for a trusted legacy file set
-the environment variable ``MDEQ_MM_TRUST_CHECKPOINTS=1`` to unpickle it fully.
+the environment variable ``MDEQ_MM_TRUST_CHECKPOINTS=1`` to unpickle it fully. A file torch
+cannot read at all (an interrupted save or download) raises :class:`UnreadableCheckpointError`,
+one line with the path and the file's size.
 """
 import contextlib
 import os
@@ -28,6 +30,10 @@ TRUST_ENV = 'MDEQ_MM_TRUST_CHECKPOINTS'
 HISTORY_BUFFER_STATISTICS = ('current', 'max', 'mean', 'min')
 # torch >= 2.6 can allowlist an object under the name a file gives it: the (obj, name) form
 NAMED_SAFE_GLOBALS = digit_version(torch.__version__) >= digit_version('2.6.0')
+# What torch puts before the weights-only unpickler's own reason
+WEIGHTS_UNPICKLER_PREFIX = 'WeightsUnpickler error:'
+# Words of the weights-only unpickler's refusals (a global, a class or a call it does not allow)
+REFUSAL_WORDS = ('GLOBAL', 'allowlist', 'unrecognized function', 'persistent', 'must be imported')
 
 
 def _history_buffer_statistic(owner: Any, name: str) -> Callable:
@@ -61,6 +67,67 @@ CHECKPOINT_SAFE_GLOBALS = [
 ]
 
 
+class UnreadableCheckpointError(RuntimeError):
+    """A checkpoint file that torch cannot read: truncated (an interrupted save or download)
+    or otherwise corrupt. The message is one line naming the path, its size and torch's reason.
+
+    Args:
+        filename (str): The file.
+        reason (BaseException): What torch raised.
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), 'cut.pth')
+        >>> with open(path, 'wb') as file:
+        ...     _ = file.write(b'PK')
+        >>> print(UnreadableCheckpointError(path, EOFError()))  # doctest: +ELLIPSIS
+        /.../cut.pth (2 bytes) is truncated or corrupt, torch cannot read it (EOFError); ...
+    """
+
+    def __init__(self, filename: str, reason: BaseException) -> None:
+        size = osp.getsize(filename)
+        text = first_sentence(str(reason))
+        cause = f'{type(reason).__name__}: {text}' if text else type(reason).__name__
+        self.filename, self.size = filename, size
+        super().__init__(f'{filename} ({size:,} bytes{", empty" if size == 0 else ""}) is '
+                         f'truncated or corrupt, torch cannot read it ({cause}); save or '
+                         'download it again')
+
+
+def first_sentence(message: str) -> str:
+    """The first sentence of torch's reason in a ``torch.load`` error message, on one line.
+
+    torch wraps the unpickler's reason in advice on ``weights_only`` and the others go on with
+    advice over several lines.
+
+    Example:
+        >>> first_sentence('Weights only load failed. Advice.\\n WeightsUnpickler error: '
+        ...                'Unsupported global: GLOBAL io.open was not allowed. Use ...')
+        'Unsupported global: GLOBAL io.open was not allowed'
+    """
+    text = ' '.join(message.split(WEIGHTS_UNPICKLER_PREFIX)[-1].split())
+    return text.split('. ')[0].rstrip('.')
+
+
+def is_unreadable_file_error(err: BaseException) -> bool:
+    """Whether ``torch.load`` raised ``err`` because the file's bytes are broken, rather than
+    for what the file holds (a refused global) or for lack of memory.
+
+    Args:
+        err (BaseException): Raised by ``torch.load``.
+
+    Returns:
+        bool: True for errors a truncated or corrupt file causes.
+    """
+    if isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError, ImportError, AttributeError)):
+        return False  # no memory, or a trusted file naming a class that is not importable here
+    if isinstance(err, pickle.UnpicklingError):
+        # the weights-only unpickler refuses objects with these words; anything else it (or
+        # pickle) raises means bytes that are no pickle opcodes
+        return not any(word in str(err) for word in REFUSAL_WORDS)
+    return isinstance(err, Exception)
+
+
 def checkpoints_are_trusted() -> bool:
     """Whether ``MDEQ_MM_TRUST_CHECKPOINTS=1`` opts in to full unpickling.
 
@@ -90,22 +157,25 @@ def load_from_local(filename: str,
 
     Raises:
         FileNotFoundError: ``filename`` is not a file.
+        UnreadableCheckpointError: torch cannot read the file (truncated or corrupt).
         pickle.UnpicklingError: The file holds other objects, which could run code while
             loading; the message says how to opt in for a trusted file.
     """
     filename = osp.expanduser(filename.removeprefix('file://'))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    if checkpoints_are_trusted():
-        return torch.load(filename, map_location=map_location, weights_only=False)
+    trusted = checkpoints_are_trusted()
     allow = (torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS)
-             if NAMED_SAFE_GLOBALS else contextlib.nullcontext())
+             if NAMED_SAFE_GLOBALS and not trusted else contextlib.nullcontext())
     try:
         with allow:
-            return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        # torch wraps the refused global in advice on weights_only: keep its first sentence
-        reason = ' '.join(str(err).split('WeightsUnpickler error:')[-1].split())
+            return torch.load(filename, map_location=map_location, weights_only=not trusted)
+    except Exception as err:  # noqa: B902  (sorted below: broken bytes or refused objects)
+        if is_unreadable_file_error(err):
+            # torch's own frames say nothing more than the reason the message keeps
+            raise UnreadableCheckpointError(filename, err) from None
+        if trusted or not isinstance(err, pickle.UnpicklingError):
+            raise
         allowed = 'tensors, plain containers and the types of mmengine checkpoints'
         if not NAMED_SAFE_GLOBALS:
             allowed = (f'tensors and plain containers (torch {torch.__version__} cannot allowlist '
@@ -113,5 +183,5 @@ def load_from_local(filename: str,
                        'can)')
         raise pickle.UnpicklingError(
             f'{filename} holds objects other than {allowed}, and unpickling them could run code '
-            f'from the file ({reason.split(". ")[0].rstrip(".")}). If you trust the file, set '
+            f'from the file ({first_sentence(str(err))}). If you trust the file, set '
             f'{TRUST_ENV}=1 to load it fully.') from err

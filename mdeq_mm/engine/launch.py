@@ -1,28 +1,40 @@
 """What the tools share: the command-line parser of the analysis tools and demos, the launcher
 arguments, config loading and runner building of ``tools/train.py`` and ``tools/test.py``, plus
-the test tool's visualization, test-time augmentation and checkpoint checks."""
+the test tool's visualization, test-time augmentation, model and checkpoint checks."""
 import argparse
 import copy
 import os
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import CheckpointLoader
 from torch import nn
+
+from mdeq_mm.models.head_channels import check_head_channels
 
 from .distributed import init_cpu_process_group
 
 TOOLBOXES = ('mmseg', 'mmpretrain')
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
-# mmpretrain's test tool draws every sample unless told otherwise; mmseg keeps the hook's interval.
-CLS_VIS_INTERVAL = 1
+# The test tool paints every sample (batch for mmseg) unless told otherwise, as mmpretrain's does.
+PAINT_EVERY = 1
 # What mmengine's ``Runner.load_checkpoint`` strips from checkpoint keys by default.
 WRAPPER_PREFIX = re.compile(r'^module\.')
 MAX_LISTED_KEYS = 10
+# ``--resume`` without a path: the latest checkpoint of the work_dir
+AUTO_RESUME = 'auto'
+# Norm types that need CUDA in a multi-process run, and what replaces them on CPU.
+SYNC_NORMS = ('SyncBN', 'MMSyncBN')
+CPU_NORM = 'BN'
+CPU_WRAPPER = 'CPUDistributedDataParallel'
+GPU_WRAPPERS = (None, 'MMDistributedDataParallel')
 
 
 def tool_parser(doc: str) -> argparse.ArgumentParser:
@@ -90,13 +102,111 @@ def load_tool_config(config: str,
     return cfg
 
 
+def add_resume_arg(parser: argparse.ArgumentParser) -> None:
+    """Add mmpretrain's ``--resume [CHECKPOINT]``: with a path, resume from that checkpoint;
+    alone, resume from the latest checkpoint of the work_dir (mmseg's ``--resume``)."""
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const=AUTO_RESUME,
+        metavar='CHECKPOINT',
+        help='resume from CHECKPOINT, or without a path from the latest checkpoint in the '
+        'work_dir')
+
+
+def set_resume(cfg: Config, resume: Optional[str]) -> None:
+    """Apply ``--resume`` to ``cfg`` as mmpretrain's train tool does.
+
+    Args:
+        cfg (Config): The training config; changed in place.
+        resume (str, optional): None (start afresh, the config's ``load_from`` kept),
+            ``'auto'`` (the latest checkpoint of the work_dir) or a checkpoint path.
+
+    Example:
+        >>> cfg = Config(dict(load_from='pretrained.pth'))
+        >>> set_resume(cfg, 'work_dirs/x/iter_4000.pth')
+        >>> cfg.resume, cfg.load_from
+        (True, 'work_dirs/x/iter_4000.pth')
+        >>> set_resume(cfg, 'auto')
+        >>> cfg.resume, cfg.load_from
+        (True, None)
+    """
+    if resume is None:
+        cfg.resume = False
+        return
+    cfg.resume = True
+    cfg.load_from = None if resume == AUTO_RESUME else resume
+def _replace_sync_norms(node: Any) -> int:
+    """Replace every SyncBN norm config under ``node`` by BN in place; returns how many."""
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in SYNC_NORMS:
+            node['type'] = CPU_NORM
+            count += 1
+        for value in node.values():
+            count += _replace_sync_norms(value)
+    elif isinstance(node, (list, tuple)):
+        count += sum(_replace_sync_norms(value) for value in node)
+    return count
+
+
+def adapt_to_cpu_processes(cfg: Config) -> List[str]:
+    """Make any config run multi-process on a CPU-only machine; returns what was changed.
+
+    Without CUDA and with a launcher: the model wrapper becomes ``CPUDistributedDataParallel``
+    where the config has none or mmengine's default (``MMDistributedDataParallel``, whose
+    ``device_ids`` torch rejects for CPU modules), and every SyncBN norm config of the model
+    becomes BN (SyncBN only works on GPUs). Each rank's BN then normalizes with its own batch
+    statistics. With CUDA, or in a single process, nothing changes.
+
+    Args:
+        cfg (Config): A config with ``launcher``; changed in place.
+
+    Returns:
+        list[str]: One sentence per change, for the log.
+
+    Example:
+        >>> cfg = Config(dict(launcher='pytorch', model=dict(
+        ...     backbone=dict(norm_cfg=dict(type='SyncBN')), head=dict(norm_cfg=dict(type='BN')))))
+        >>> notes = adapt_to_cpu_processes(cfg)
+        >>> torch.cuda.is_available() or (cfg.model.backbone.norm_cfg.type,
+        ...                               cfg.model_wrapper_cfg.type)
+        ('BN', 'CPUDistributedDataParallel')
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return []
+    notes = []
+    wrapper = cfg.get('model_wrapper_cfg') or {}
+    if wrapper.get('type') in GPU_WRAPPERS:
+        cfg.model_wrapper_cfg = dict(wrapper, type=CPU_WRAPPER)
+        notes.append(f'no CUDA: the model wrapper is {CPU_WRAPPER} (DDP over gloo) instead of '
+                     f"{wrapper.get('type') or 'MMDistributedDataParallel'}")
+    replaced = _replace_sync_norms(cfg.model)
+    if replaced:
+        notes.append(f'no CUDA: {replaced} SyncBN norm config(s) of the model replaced by BN '
+                     '(SyncBN needs GPUs; each process normalizes with its own batch statistics)')
+    return notes
+
+
 def build_runner(cfg: Config) -> Runner:
-    """The config's runner (``runner_type`` or mmengine's), with a gloo process group started
-    first on CPU-only machines under ``launcher='pytorch'``, so that configs without
-    ``CPUDistributedRunner`` (e.g. the HRNet baselines) also run multi-process on CPU."""
+    """The config's runner (``runner_type`` or mmengine's), also multi-process on CPU.
+
+    Under a launcher on a machine without CUDA, a gloo process group is started first and the
+    config is adapted by :func:`adapt_to_cpu_processes` (logged), so that any config, e.g. a
+    stock mmseg config with SyncBN or the HRNet baselines, runs with ``tools/dist_train.sh``.
+    The built model is checked by :func:`check_model` (heads against the MDEQ's channels).
+
+    Raises:
+        HeadChannelsError: A head takes other channels than the MDEQ backbone gives.
+    """
+    notes = adapt_to_cpu_processes(cfg)
     if cfg.get('launcher', 'none') == 'pytorch':
         init_cpu_process_group()
-    return RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    for note in notes:
+        runner.logger.info(note)
+    check_model(runner)
+    return runner
 
 
 def toolbox_of(cfg: Config) -> str:
@@ -115,10 +225,12 @@ def enable_visualization(cfg: Config,
                          interval: Optional[int] = None) -> None:
     """Switch on the config's visualization hook as the toolbox's own ``tools/test.py`` does.
 
-    mmseg (``SegVisualizationHook``): ``show_dir`` becomes the visualizer's ``save_dir``, so the
-    painted images land in ``show_dir/vis_data/vis_image``; the hook's own ``interval`` applies
-    unless ``interval`` is given. mmpretrain (``VisualizationHook``): the hook writes
-    ``show_dir/<image name>_0.png`` itself, every ``interval`` samples (default 1).
+    Every test sample is painted unless ``interval`` is given (the hooks' own default, 50 in
+    mmseg, would paint nothing on a test set of fewer batches). mmseg (``SegVisualizationHook``):
+    ``show_dir`` becomes the visualizer's ``save_dir``, so the painted images land in
+    ``show_dir/vis_data/vis_image``; the interval counts batches. mmpretrain
+    (``VisualizationHook``): the hook writes ``show_dir/<image name>_0.png`` itself; the interval
+    counts samples.
 
     Args:
         cfg (Config): A test config with ``default_hooks.visualization``; changed in place.
@@ -126,6 +238,7 @@ def enable_visualization(cfg: Config,
         show_dir (str, optional): Where to save the painted images. Defaults to None.
         wait_time (float): Seconds each window is shown. Defaults to 2.0.
         interval (int, optional): Paint every ``interval``-th sample (mmseg: batch).
+            Defaults to every one.
     """
     toolbox = toolbox_of(cfg)
     hook = cfg.get('default_hooks', {}).get('visualization')
@@ -139,11 +252,23 @@ def enable_visualization(cfg: Config,
             hook.update(show=True, wait_time=wait_time)
         if show_dir is not None:
             cfg.visualizer.save_dir = show_dir
-        if interval is not None:
-            hook.interval = interval
+        hook.interval = PAINT_EVERY if interval is None else interval
     else:
         hook.update(enable=True, show=show, wait_time=wait_time, out_dir=show_dir,
-                    interval=CLS_VIS_INTERVAL if interval is None else interval)
+                    interval=PAINT_EVERY if interval is None else interval)
+
+
+def warn_if_nothing_painted(runner: Runner, interval: Optional[int]) -> None:
+    """Warn when ``interval`` (``--interval``) exceeds the test set, so nothing would be
+    painted: batches for mmseg configs, samples for mmpretrain configs, as the hooks count."""
+    if interval is None:
+        return
+    loader = runner.test_dataloader
+    count, unit = ((len(loader), 'batches') if toolbox_of(runner.cfg) == 'mmseg' else
+                   (len(loader.dataset), 'samples'))
+    if interval > count:
+        runner.logger.warning(f'--interval {interval} paints nothing: the test set has {count} '
+                              f'{unit}')
 
 
 def enable_tta(cfg: Config) -> None:
@@ -153,10 +278,26 @@ def enable_tta(cfg: Config) -> None:
     and runtime base configs do); mmpretrain configs default to flip TTA whose class scores
     are averaged (``AverageClsScoreTTA``).
 
+    mmpretrain's ``VisualizationHook`` cannot paint a TTA batch (it paints
+    ``data_batch['inputs']``, which then holds one batch per augmentation), so a config whose
+    hook is enabled (e.g. by ``--show-dir``) is refused before anything runs.
+
     Args:
         cfg (Config): A test config; changed in place.
+
+    Raises:
+        ValueError: A config without ``tta_model`` / ``tta_pipeline`` (mmseg), or an
+            mmpretrain config with its visualization hook enabled.
     """
     if toolbox_of(cfg) == 'mmpretrain':
+        hook = cfg.get('default_hooks', {}).get('visualization') or {}
+        if hook.get('enable', False):
+            raise ValueError(
+                "--tta cannot be combined with --show / --show-dir (or an enabled "
+                "VisualizationHook) for mmpretrain configs: mmpretrain's VisualizationHook "
+                "paints data_batch['inputs'], which under TTA holds one batch per augmentation "
+                "instead of images; paint the predictions without --tta, or test with --tta "
+                "without painting")
         cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
         if 'tta_pipeline' not in cfg:
             pipeline = copy.deepcopy(cfg.test_dataloader.dataset.pipeline)
@@ -198,35 +339,92 @@ class IncompatibleCheckpointError(RuntimeError):
         super().__init__('\n'.join(lines))
 
 
-def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
-    """Load ``filename`` into the runner's model, as ``load_from`` would, and check the fit.
+def data_model(runner: Runner) -> nn.Module:
+    """The runner's model inside its wrappers (DDP) and TTA model."""
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
-    The checkpoint goes through ``runner.load_checkpoint`` (so ``after_load_checkpoint`` hooks
-    such as EMA see it). mmengine only warns when keys do not fit; with ``strict`` this raises.
+
+def check_model(runner: Runner) -> None:
+    """Check the runner's model before it runs: its heads must take the channels its MDEQ
+    backbone gives (:func:`~mdeq_mm.models.head_channels.check_head_channels`).
+
+    Raises:
+        HeadChannelsError: Each head whose ``in_channels`` differ, with the value to write.
+    """
+    check_head_channels(data_model(runner))
+
+
+def checkpoint_fit(model: nn.Module, state_dict: Dict[str, torch.Tensor]
+                   ) -> Tuple[List[str], List[str], Dict[str, tuple]]:
+    """How ``state_dict`` fits ``model``: its missing, unexpected and mis-shaped keys.
+
+    Args:
+        model (nn.Module): The data model (not wrapped).
+        state_dict (dict): Checkpoint weights with the wrapper prefix stripped.
+
+    Returns:
+        tuple: Model keys the checkpoint lacks (BN ``num_batches_tracked`` aside), checkpoint
+        keys the model lacks, and key -> (checkpoint shape, model shape) where they differ.
+
+    Example:
+        >>> from torch import nn
+        >>> checkpoint_fit(nn.Linear(2, 3), {'weight': torch.zeros(3, 4), 'extra': torch.ones(1)})
+        (['bias'], ['extra'], {'weight': ((3, 4), (3, 2))})
+    """
+    target = model.state_dict()
+    missing = [k for k in target if k not in state_dict and not k.endswith('num_batches_tracked')]
+    unexpected = [k for k in state_dict if k not in target]
+    mismatched = {
+        k: (tuple(state_dict[k].shape), tuple(target[k].shape))
+        for k in target if k in state_dict and state_dict[k].shape != target[k].shape
+    }
+    return missing, unexpected, mismatched
+
+
+def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
+    """Load ``filename`` into the runner's model after checking that it fits.
+
+    Keys and shapes are compared before anything is loaded, so a checkpoint of another model
+    gives one summary (:class:`IncompatibleCheckpointError`) instead of mmengine's line per
+    key. Then, as ``Runner.load_checkpoint`` does, ``after_load_checkpoint`` hooks (such as
+    EMA) see the checkpoint and the weights that fit are loaded; the caller leaves the config's
+    ``load_from`` unset so that the runner does not load the file again.
 
     Args:
         runner (Runner): The runner whose model receives the weights.
         filename (str): Checkpoint path or URL.
         strict (bool): Raise :class:`IncompatibleCheckpointError` when a model key is missing
             (BN ``num_batches_tracked`` aside), a checkpoint key is unexpected or a shape
-            differs. Defaults to True.
+            differs; otherwise log the summary as a warning and load the keys that fit.
+            Defaults to True.
 
     Returns:
         dict: The loaded checkpoint.
+
+    Raises:
+        IncompatibleCheckpointError: With ``strict``, a checkpoint that does not fit.
+        UnreadableCheckpointError: A local file torch cannot read (truncated or corrupt).
     """
-    checkpoint = runner.load_checkpoint(filename, map_location='cpu')
-    model: nn.Module = runner.model
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    model = data_model(runner)
     source = checkpoint.get('state_dict', checkpoint)
-    source = {WRAPPER_PREFIX.sub('', key): value for key, value in source.items()}
-    target = model.state_dict()
-    missing = [k for k in target if k not in source and not k.endswith('num_batches_tracked')]
-    unexpected = [k for k in source if k not in target]
-    mismatched = {
-        k: (tuple(source[k].shape), tuple(target[k].shape))
-        for k in target if k in source and source[k].shape != target[k].shape
-    }
-    if strict and (missing or unexpected or mismatched):
-        raise IncompatibleCheckpointError(filename, missing, unexpected, mismatched)
+    metadata = getattr(source, '_metadata', None)
+    source = OrderedDict((WRAPPER_PREFIX.sub('', key), value) for key, value in source.items())
+    missing, unexpected, mismatched = checkpoint_fit(model, source)
+    if missing or unexpected or mismatched:
+        error = IncompatibleCheckpointError(filename, missing, unexpected, mismatched)
+        if strict:
+            raise error
+        runner.logger.warning(f'{error}; loading the keys that fit')
+    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    fitting = OrderedDict(
+        (key, value) for key, value in source.items() if key not in mismatched)
+    if metadata is not None:  # BN layers read their version from it
+        fitting._metadata = OrderedDict(
+            (WRAPPER_PREFIX.sub('', key), value) for key, value in metadata.items())
+    model.load_state_dict(fitting, strict=False)
+    runner.logger.info(f'Load checkpoint from {filename}')
     return checkpoint

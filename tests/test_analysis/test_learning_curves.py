@@ -9,9 +9,11 @@ from mdeq_mm.analysis.learning_curves import (curve_from_scalars, plot_learning_
 
 RECORDS = [
     dict(lr=1e-3, loss=2.3, time=1.0, iter=10, step=10),
-    dict(lr=1e-3, loss=1.1, time=3.0, iter=20, step=20, deq_fwd_rel_res=0.02, deq_fwd_steps=9.0),
-    {'accuracy/top1': 60.0, 'deq_fwd_rel_res': 0.01, 'step': 20},
-    dict(lr=1e-3, loss=0.5, time=2.0, iter=30, step=30, deq_fwd_rel_res=0.01, deq_fwd_steps=8.0),
+    {'lr': 1e-3, 'loss': 1.1, 'time': 3.0, 'iter': 20, 'step': 20,
+     'train/deq_fwd_rel_res': 0.02, 'train/deq_fwd_steps': 9.0},
+    {'accuracy/top1': 60.0, 'val/deq_fwd_rel_res': 0.01, 'step': 20},
+    {'lr': 1e-3, 'loss': 0.5, 'time': 2.0, 'iter': 30, 'step': 30,
+     'train/deq_fwd_rel_res': 0.01, 'train/deq_fwd_steps': 8.0},
     {'accuracy/top1': 96.0, 'step': 30},
 ]
 

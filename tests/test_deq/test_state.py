@@ -39,3 +39,16 @@ def test_shape_mismatches_raise_clear_errors():
         packer.unpack(torch.zeros(3, 48))
     with pytest.raises(ValueError, match='batch dimension'):
         StatePacker((torch.zeros(2, 3), torch.zeros(3, 3)))
+
+
+@pytest.mark.filterwarnings('ignore::torch.jit.TracerWarning', 'ignore:.*torch.jit.trace')
+def test_packing_traces_and_the_trace_keeps_the_batch_size_free():
+    # under torch.jit.trace (FLOP counters, ONNX export) every size is a 0-dim tensor
+    def double(a, b):
+        packer = StatePacker((a, b))
+        return packer.unpack(packer.pack((a, b)) * 2)
+
+    traced = torch.jit.trace(double, _state(batch=2)[:2])
+    state = _state(batch=3)[:2]
+    for got, want in zip(traced(*state), double(*state)):
+        assert got.shape == want.shape and torch.equal(got, want)

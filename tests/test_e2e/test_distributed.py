@@ -45,6 +45,6 @@ custom_hooks = [dict(type='DEQWarmupHook', warmup_iters=2),
     last = re.search(r'Iter\(train\) \[\s*4/4\].*', output)
     assert last, output[-3000:]
     # solver statistics of the equilibrium iterations, reduced over both ranks
-    steps = float(re.search(r'deq_fwd_steps: ([0-9.]+)', last.group(0)).group(1))
+    steps = float(re.search(r'train/deq_fwd_steps: ([0-9.]+)', last.group(0)).group(1))
     assert 1 <= steps <= 12
     assert (tmp_path / 'w' / 'iter_4.pth').exists()

@@ -31,6 +31,14 @@ def test_train_validate_checkpoint_and_resume(tmp_path, seg_config, run_tool):
     assert 'resumed' in resumed.lower() or 'Load checkpoint' in resumed
     assert (work_dir / 'iter_32.pth').exists()
 
+    # mmpretrain's form: --resume CHECKPOINT, here into another work_dir (nothing to auto-resume)
+    shorter = seg_config(tmp_path / 'cfg_shorter.py', max_iters=16)
+    from_file = run_tool(['tools/train.py', shorter, '--work-dir', str(tmp_path / 'other'),
+                          '--resume', str(work_dir / 'iter_12.pth')])
+    iters = [int(i) for i in re.findall(r'Iter\(train\) \[\s*(\d+)/16\]', from_file)]
+    assert iters and min(iters) > 12 and max(iters) == 16, iters
+    assert re.search(r'resumed epoch: \d+, iter: 12\b', from_file), from_file[-3000:]
+
 
 def test_config_runs_with_mmsegs_own_train_tool(tmp_path, seg_config, run_tool):
     import mmseg

@@ -1,6 +1,7 @@
 """tools/test.py: mmseg's visualization and TTA arguments for seg and cls configs, strict
 checkpoint loading, and the converted official checkpoints with their shipped configs."""
 import glob
+import os.path as osp
 import re
 
 import pytest
@@ -46,12 +47,32 @@ def cls(tmp_path_factory, cls_config):
     return config, save_initialized_checkpoint(config, root / 'cls.pth')
 
 
-def test_show_dir_writes_a_painted_image_per_seg_sample(seg, tmp_path, run_tool):
+def seg_test_images(seg_data_root):
+    return glob.glob(osp.join(seg_data_root, 'leftImg8bit', 'val', '*', '*.png'))
+
+
+@pytest.mark.parametrize('tta', [False, True])
+def test_show_dir_paints_every_seg_test_image_by_default(seg, seg_data_root, tmp_path, run_tool,
+                                                         tta):
+    # mmseg's hook paints every 50th batch: on a test set of fewer, nothing
     config, checkpoint = seg
     run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
-              '--show-dir', str(tmp_path / 'show'), '--interval', '1'])
+              '--show-dir', str(tmp_path / 'show'), *(['--tta'] if tta else [])])
     painted = glob.glob(str(tmp_path / 'show' / 'vis_data' / 'vis_image' / '*.png'))
-    assert len(painted) == 2, painted  # the 2 validation scenes
+    images = seg_test_images(seg_data_root)
+    assert len(images) >= 2 and len(painted) == len(images), painted
+
+
+def test_interval_paints_every_interval_th_seg_batch(seg, tmp_path, run_tool):
+    config, checkpoint = seg
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+              '--show-dir', str(tmp_path / 'show'), '--interval', '2'])
+    painted = glob.glob(str(tmp_path / 'show' / 'vis_data' / 'vis_image' / '*.png'))
+    assert len(painted) == 1, painted  # the second of the 2 one-image batches
+
+    out = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+                    '--show-dir', str(tmp_path / 'none'), '--interval', '5'])
+    assert '--interval 5 paints nothing: the test set has 2 batches' in out, out[-3000:]
 
 
 def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path, run_tool):
@@ -61,6 +82,26 @@ def test_show_dir_writes_a_painted_image_per_cls_sample(cls, tmp_path, run_tool)
     # mmpretrain names them <image name>_<step>.png: the 3 class folders share 0.png ... 3.png
     painted = {path.name for path in (tmp_path / 'show').iterdir()}
     assert painted == {f'{i}.png_0.png' for i in range(4)}
+
+
+def test_tta_with_show_dir_is_refused_for_cls_configs_before_testing(cls, tmp_path, run_tool):
+    config, checkpoint = cls
+    refused = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+                        '--show-dir', str(tmp_path / 'show'), '--tta'], succeed=False)
+    assert '--tta cannot be combined with --show / --show-dir' in refused, refused[-3000:]
+    assert 'Traceback' not in refused and not TOP1.search(refused)
+    assert not (tmp_path / 'work').exists()
+
+
+def test_head_left_with_other_channels_is_named_before_testing(seg, tmp_path, run_tool):
+    config, checkpoint = seg
+    refused = run_tool(['tools/test.py', config, checkpoint, '--work-dir', str(tmp_path / 'work'),
+                        '--cfg-options', 'model.decode_head.in_channels=[18,36,72]'],
+                       succeed=False)
+    assert ('model.decode_head (FCNHead) takes 126 channels, but the MDEQ backbone gives 112'
+            in refused), refused[-3000:]
+    assert 'Write model.decode_head.in_channels=[16, 32, 64]' in refused
+    assert 'Traceback' not in refused
 
 
 def run_with_tta(run_tool, config_and_checkpoint, work_dir):
@@ -98,6 +139,16 @@ def test_checkpoint_of_another_model_is_refused_unless_partial_load_is_allowed(
     assert ('mis-shaped: backbone.stem.0.weight: checkpoint [8, 3, 3, 3], model [16, 3, 3, 3]'
             in refused)
     assert '--allow-partial-load' in refused and not MIOU.search(refused)
+    assert 'size mismatch' not in refused and 'do not match exactly' not in refused
+    summary = refused[refused.index(f'{other} does not fit the model'):]
+    assert len(summary.splitlines()) <= 5, summary  # mmengine printed a line per key
+
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(open(other, 'rb').read()[:1000])
+    truncated = run_tool(['tools/test.py', config, str(cut), '--work-dir', str(tmp_path / 'cut')],
+                         succeed=False)
+    assert f'{cut} (1,000 bytes) is truncated or corrupt' in truncated, truncated[-3000:]
+    assert 'Traceback' not in truncated
 
     partial = run_tool(['tools/test.py', config, other, '--work-dir', str(tmp_path / 'partial'),
                         '--allow-partial-load'])

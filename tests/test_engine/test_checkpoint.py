@@ -9,7 +9,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
 from torch.utils.data import Dataset
 
-from mdeq_mm.engine.checkpoint import TRUST_ENV
+from mdeq_mm.engine.checkpoint import TRUST_ENV, UnreadableCheckpointError
 
 
 class ToyData(Dataset):
@@ -115,4 +115,32 @@ def test_trust_variable_with_another_value_is_named(tmp_path, monkeypatch):
     torch.save(nn.Linear(2, 1).state_dict(), path)
     monkeypatch.setenv(TRUST_ENV, 'yes')
     with pytest.raises(ValueError, match=f"{TRUST_ENV}.*'yes'"):
+        CheckpointLoader.load_checkpoint(str(path))
+
+
+@pytest.mark.parametrize('trusted', ['0', '1'])
+@pytest.mark.parametrize('keep', [0.0, 0.02, 0.5, 0.99])
+def test_truncated_checkpoint_is_one_line_naming_the_path_and_size(tmp_path, monkeypatch, keep,
+                                                                   trusted):
+    """What an interrupted save or download leaves: a real mmengine checkpoint, cut short."""
+    make_runner(tmp_path, max_iters=2, resume=False).train()
+    data = (tmp_path / 'iter_2.pth').read_bytes()
+    cut = tmp_path / 'cut.pth'
+    cut.write_bytes(data[:int(len(data) * keep)])
+    monkeypatch.setenv(TRUST_ENV, trusted)
+    with pytest.raises(UnreadableCheckpointError) as err:
+        CheckpointLoader.load_checkpoint(str(cut))
+    message = str(err.value)
+    assert '\n' not in message
+    assert message.startswith(f'{cut} ({int(len(data) * keep):,} bytes')
+    assert 'truncated or corrupt' in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_legacy_format_checkpoint_cut_short_is_unreadable_too(tmp_path):
+    path = tmp_path / 'legacy.pth'
+    torch.save(dict(state_dict=nn.Linear(64, 64).state_dict()), path,
+               _use_new_zipfile_serialization=False)
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(UnreadableCheckpointError, match=r'legacy\.pth \([0-9,]+ bytes\)'):
         CheckpointLoader.load_checkpoint(str(path))

@@ -403,6 +403,19 @@ def test_cli_checks_then_saves_an_mmengine_checkpoint(tmp_path, capsys):
     assert 'strict=True' in capsys.readouterr().out
 
 
+
+def test_cli_stops_with_one_line_on_a_truncated_source(tmp_path):
+    src = tmp_path / 'official.pkl'
+    torch.save({'state_dict': authors_checkpoint('v2', 'cls')}, src)
+    size = src.stat().st_size // 2
+    src.write_bytes(src.read_bytes()[:size])
+    with pytest.raises(SystemExit) as stop:
+        load_tool().main([str(src), str(tmp_path / 'converted.pth'), '--task', 'cls'])
+    message = str(stop.value)
+    assert message.startswith(f'{src} ({size:,} bytes) is truncated or corrupt')
+    assert '\n' not in message and not (tmp_path / 'converted.pth').exists()
+
+
 IMAGENET_HEAD = dict(final_channels=2048, num_classes=1000)
 
 

@@ -25,6 +25,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 import mdeq_mm
+from mdeq_mm.engine.checkpoint import UnreadableCheckpointError, is_unreadable_file_error
 from mdeq_mm.models.backbones import MDEQ
 from mdeq_mm.models.official_checkpoint import (TASKS, OfficialLayout,
                                                 convert_official_checkpoint,
@@ -68,10 +69,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def load_official(path: str, trust_pickle: bool = False) -> dict:
-    """Load a checkpoint on the CPU, refusing arbitrary pickles unless trusted."""
+    """Load a checkpoint on the CPU, refusing arbitrary pickles unless trusted; a truncated or
+    corrupt file stops the tool with one line naming it and its size."""
     try:
         return torch.load(path, map_location='cpu', weights_only=not trust_pickle)
-    except pickle.UnpicklingError as err:
+    except Exception as err:  # noqa: B902  (sorted below: broken bytes or refused objects)
+        if is_unreadable_file_error(err):
+            raise SystemExit(str(UnreadableCheckpointError(path, err))) from None
+        if not isinstance(err, pickle.UnpicklingError):
+            raise
         raise RuntimeError(f'{path} holds objects other than tensors and plain containers; '
                            f'if you trust the file, rerun with --trust-pickle') from err
 

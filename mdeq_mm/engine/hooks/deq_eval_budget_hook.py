@@ -7,9 +7,11 @@ from mmengine.registry import HOOKS
 
 from mdeq_mm.deq import spectral_radius
 from mdeq_mm.deq.checks import check_int
+from mdeq_mm.models.backbones.solver_stats_reporter import hub_key
 from .mdeq_hook import MDEQHook, unwrap_model
 
-SPECTRAL_RADIUS_KEY = 'val/deq_spectral_radius'
+# shown as 'val/deq_spectral_radius' (mmengine's LogProcessor strips the first 'val/')
+SPECTRAL_RADIUS_KEY = hub_key('val', 'deq_spectral_radius')
 
 
 @HOOKS.register_module()

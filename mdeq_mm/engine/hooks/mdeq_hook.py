@@ -7,6 +7,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from mdeq_mm.models import MDEQ
+from mdeq_mm.models.head_channels import check_head_channels
 
 # ``BaseModel.forward(inputs, data_samples=None, mode='tensor')``: where a forward hook finds
 # the mode when it is passed by position, and its default.
@@ -62,8 +63,11 @@ class MDEQHook(Hook):
     _forward_handle: Optional[RemovableHandle] = None
 
     def before_run(self, runner) -> None:
-        """Find the MDEQ backbone; fail early if the model has none."""
+        """Find the MDEQ backbone; fail early if the model has none, or if its heads do not
+        take the backbone's channels (:func:`~mdeq_mm.models.head_channels.check_head_channels`:
+        any tool, mmseg's and mmpretrain's included, stops before training or testing)."""
         self.backbone = get_mdeq_backbone(runner.model, type(self).__name__)
+        check_head_channels(unwrap_model(runner.model))
 
     def hook_model_forward(self, runner, hook: Callable[..., Any]) -> None:
         """Call ``hook(module, args, kwargs, output)`` after every forward of the data model

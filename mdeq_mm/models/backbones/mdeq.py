@@ -11,11 +11,15 @@ from torch import Tensor
 
 from mdeq_mm.deq import DEQ_MODES, DEQCore, SolverState, SolverStats, StatePacker
 from ..layers import MDEQModule
+from .solver_stats_reporter import SolverStatsReporter
 
 STEM_STRIDES = (1, 2, 4)
 # The first relative residual of a cold start: ||f(0) - 0|| / ||f(0)|| = 1 (up to its eps). A
 # warm start whose first residual is not below it is no better than zeros (e.g. a scene cut).
 COLD_START_REL_RES = 1.0
+# Checkpoint schemes of mmengine's model hubs. They name other backbones' weights (a stock
+# config's ``model.pretrained``, e.g. 'open-mmlab://msra/hrnetv2_w18'), which MDEQ cannot load.
+HUB_SCHEMES = ('open-mmlab://', 'openmmlab://', 'torchvision://', 'modelzoo://', 'mmcls://')
 
 
 class FixedPointProblem(NamedTuple):
@@ -54,6 +58,11 @@ class MDEQ(BaseModule):
     Training returns ``f(z*)`` (one differentiable call on the solver's result), evaluation
     returns ``z*`` (the lowest-residual iterate). After each forward the solver statistics are
     in :attr:`last_forward_stats` (and, after ``backward()``, :attr:`last_backward_stats`).
+    Inside an MMEngine Runner's loops the backbone also logs them itself, as
+    ``train/deq_*`` and ``val/deq_*`` / ``test/deq_*`` scalars, and warns when the forward
+    solve stops converging (:attr:`stats_reporter`, a
+    :class:`~mdeq_mm.models.backbones.solver_stats_reporter.SolverStatsReporter`), so a stock
+    config needs no hook for that.
 
     In evaluation the solve can start from a given state per image instead of zeros (a warm
     start, e.g. the previous video frame's ``z*``: ``forward(x, init_state)``); an image
@@ -86,6 +95,11 @@ class MDEQ(BaseModule):
         unrolled_layers (int): Applications of f in the ``'unrolled'`` mode. Defaults to 5.
         eval_max_iter (int, optional): Forward solver budget in evaluation (anytime
             inference); None uses ``forward_solver['max_iter']``. Defaults to None.
+        eval_fixed_budget (bool): Evaluate with exactly that budget, without host syncs or
+            data-dependent branches (:func:`mdeq_mm.deq.solve_fixed_budget`), so that the
+            forward traces into a static graph for deployment (ONNX). The output equals the
+            usual solve's; the forward fallback and the NaN/Inf warnings do not run, a warm
+            start is refused. Defaults to False.
         deq_mode (str): 'equilibrium' or 'unrolled' training mode; hooks switch it at run
             time. Evaluation always solves for the equilibrium. Defaults to 'equilibrium'.
         conv_cfg (dict, optional): Config of the stem and injection convs. Defaults to None.
@@ -103,6 +117,13 @@ class MDEQ(BaseModule):
             how far an optimizer step moves the weight relative to its size; PyTorch's default
             (std 0.04-0.12 here) learns markedly slower. Pass ``init_cfg=None`` for PyTorch's
             defaults or ``dict(type='Pretrained', ...)`` to load weights.
+        pretrained (str, optional): Deprecated, as in mmseg's backbones: a checkpoint path or
+            URL becomes ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)`` with a
+            deprecation warning. A model-hub name (``open-mmlab://``, ``torchvision://``,
+            ``mmcls://``, ...; what stock mmseg configs set in ``model.pretrained``) names
+            another backbone's weights: it is ignored with a warning and MDEQ starts from
+            ``init_cfg``. Giving both ``pretrained`` and ``init_cfg`` is an error.
+            Defaults to None.
 
     Example:
         >>> import torch
@@ -147,12 +168,14 @@ class MDEQ(BaseModule):
                  fallback: Optional[dict] = None,
                  unrolled_layers: int = 5,
                  eval_max_iter: Optional[int] = None,
+                 eval_fixed_budget: bool = False,
                  deq_mode: str = 'equilibrium',
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  f_norm_cfg: dict = dict(type='GN'),
-                 init_cfg: Optional[Union[dict, List[dict]]] = default_init_cfg) -> None:
-        super().__init__(init_cfg)
+                 init_cfg: Optional[Union[dict, List[dict]]] = default_init_cfg,
+                 pretrained: Optional[str] = None) -> None:
+        super().__init__(self._init_cfg_with(pretrained, init_cfg))
         self.arch = self._parse_arch(arch, f_norm_cfg)
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f'in_channels must be a positive int, got {in_channels!r}')
@@ -179,11 +202,38 @@ class MDEQ(BaseModule):
             fallback,
             n_layers=unrolled_layers)
         self.eval_max_iter = eval_max_iter
+        self.eval_fixed_budget = eval_fixed_budget
         self.deq_mode = deq_mode
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None
         self._last_probe_f_evals = 0
+        self.stats_reporter = SolverStatsReporter()
+
+    @classmethod
+    def _init_cfg_with(cls, pretrained: Optional[str],
+                       init_cfg: Optional[Union[dict, List[dict]]]
+                       ) -> Optional[Union[dict, List[dict]]]:
+        """The init_cfg that ``pretrained`` (mmseg's deprecated argument) asks for."""
+        if pretrained is None:
+            return init_cfg
+        if not isinstance(pretrained, str):
+            raise TypeError(f'pretrained must be a str or None, got {pretrained!r}')
+        if init_cfg is not cls.default_init_cfg:
+            raise ValueError(f'MDEQ got both pretrained={pretrained!r} and init_cfg={init_cfg!r}; '
+                             "give only init_cfg=dict(type='Pretrained', checkpoint=...)")
+        if pretrained.startswith(HUB_SCHEMES):
+            warnings.warn(
+                f'MDEQ ignores pretrained={pretrained!r}: model-hub weights belong to another '
+                'backbone (a stock config sets them in model.pretrained), so MDEQ starts from '
+                'its own initialization. Write model = dict(pretrained=None, ...) to silence '
+                "this, or backbone init_cfg=dict(type='Pretrained', checkpoint=PATH) to load "
+                'MDEQ weights')
+            return init_cfg
+        # worded as mmseg's backbones do (a UserWarning, so that it shows by default)
+        warnings.warn('DeprecationWarning: pretrained is deprecated, please use '
+                      "init_cfg=dict(type='Pretrained', checkpoint=...) instead")
+        return dict(type='Pretrained', checkpoint=pretrained)
 
     @classmethod
     def resolve_arch(cls, arch: Union[str, dict]) -> Dict[str, Any]:
@@ -288,6 +338,17 @@ class MDEQ(BaseModule):
                                   or value < 1):
             raise ValueError(f'eval_max_iter must be None or an int >= 1, got {value!r}')
         self.deq.eval_max_iter = value
+
+    @property
+    def eval_fixed_budget(self) -> bool:
+        """Evaluation spends the whole budget with no host sync (traceable, exportable)."""
+        return self.deq.eval_fixed_budget
+
+    @eval_fixed_budget.setter
+    def eval_fixed_budget(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f'eval_fixed_budget must be a bool, got {value!r}')
+        self.deq.eval_fixed_budget = value
 
     @property
     def last_forward_stats(self) -> Optional[SolverStats]:
@@ -426,7 +487,11 @@ class MDEQ(BaseModule):
             >>> tuple(flat_f(flat_z0).shape)
             (2, 768)
         """
-        injection = self.injection_of(x)
+        return self._problem(self.injection_of(x), init_state)
+
+    def _problem(self, injection: Tuple[Optional[Tensor], ...],
+                 init_state: Optional[Sequence[Tensor]]) -> FixedPointProblem:
+        """:meth:`fixed_point_problem` given the input injection."""
         z0 = self.initial_state(injection[0])
         if init_state is not None:
             z0 = self._checked_state(init_state, z0)
@@ -464,21 +529,54 @@ class MDEQ(BaseModule):
         if init_state is not None and self.training:
             raise ValueError('init_state (a warm start) is for evaluation only; training '
                              'always solves from zeros. Call eval() first.')
+        if not self.training and self.eval_fixed_budget:
+            return self._forward_fixed_budget(x, init_state)
         x, nonfinite = self._zero_nonfinite_images(x)
-        f, z0 = self.fixed_point_problem(x, init_state)
+        injection = self.injection_of(x)
+        f, z0 = self._problem(injection, init_state)
         self._last_cold_restart = None
         self._last_probe_f_evals = 0
+        mode = self.deq_mode if self.training else 'equilibrium'
         if init_state is None:
-            mode = self.deq_mode if self.training else 'equilibrium'
             outs = tuple(self.deq(f, z0, mode=mode, jacobian_probes=self.jacobian_probes))
         else:
             outs = self._solve_warm(f, z0)
         # the graph holds the normalized weights the backward needs; the cache need not
         self.f.release()
+        self.stats_reporter.report_forward(self.training, self._last_nonfinite_input,
+                                           self.last_forward_stats)
+        if mode == 'equilibrium' and injection[0].requires_grad:
+            # the injection's gradient comes after the implicit backward solve
+            injection[0].register_hook(
+                lambda grad: self.stats_reporter.report_backward(self.last_backward_stats))
         if nonfinite is None:
             return outs
         keep = ~nonfinite.view(-1, 1, 1, 1)
         return tuple(torch.where(keep, out, out.detach()) for out in outs)
+
+    def train(self, mode: bool = True) -> 'MDEQ':
+        """Set training mode; switching to eval starts a new evaluation's statistics."""
+        if not mode:
+            self.stats_reporter.reset_eval()
+        return super().train(mode)
+
+    def _forward_fixed_budget(self, x: Tensor,
+                              init_state: Optional[Sequence[Tensor]]) -> Tuple[Tensor, ...]:
+        """The evaluation forward of ``eval_fixed_budget``: the same result as :meth:`forward`
+        with the same computation for every input, so that it traces into a static graph."""
+        if init_state is not None:
+            raise ValueError('init_state (a warm start) decides on the host whether to restart '
+                             'an image from zeros; it cannot run with eval_fixed_budget=True')
+        self._check_input(x)
+        nonfinite = ~torch.isfinite(x).flatten(1).all(dim=1)
+        self._last_nonfinite_input = nonfinite
+        x = x.masked_fill(nonfinite.view(-1, 1, 1, 1), 0.0)
+        f, z0 = self.fixed_point_problem(x)
+        self._last_cold_restart = None
+        self._last_probe_f_evals = 0
+        outs = tuple(self.deq(f, z0))
+        self.f.release()
+        return outs
 
     def _solve_warm(self, f: Callable[[Sequence[Tensor]], Tuple[Tensor, ...]],
                     z0: Tuple[Tensor, ...]) -> Tuple[Tensor, ...]:

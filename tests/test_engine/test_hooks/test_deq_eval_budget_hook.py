@@ -31,7 +31,7 @@ def test_eval_budget_limits_solver_steps_and_is_restored(data_root, tmp_path, co
     records = recorder_of(runner).val
     assert [r['eval_max_iter'] for r in records] == [2, 2]
     assert max(s for r in records for s in r['fwd_steps']) <= 2
-    assert line['deq_fwd_steps'] <= 2
+    assert line['val/deq_fwd_steps'] <= 2
     assert runner.model.backbone.eval_max_iter == configured
 
 
@@ -41,16 +41,16 @@ def test_default_budget_uses_the_training_max_iter(data_root, tmp_path, validate
     records = recorder_of(runner).val
     assert [r['eval_max_iter'] for r in records] == [None, None]
     # tol=1e-6 is out of reach in 4 steps: every sample uses the whole budget
-    assert line['deq_fwd_steps'] == solver_max_iter
-    assert 'deq_spectral_radius' not in line
+    assert line['val/deq_fwd_steps'] == solver_max_iter
+    assert 'val/deq_spectral_radius' not in line
 
 
 def test_spectral_radius_logged_at_validation(data_root, tmp_path, validate):
     hook = dict(type='DEQEvalBudgetHook', spectral_radius=True, power_iters=5, num_samples=1)
     runner, line = validate(data_root, str(tmp_path), [hook])
-    radius = line['deq_spectral_radius']
+    radius = line['val/deq_spectral_radius']
     assert math.isfinite(radius) and radius > 0
-    assert runner.message_hub.get_scalar('val/deq_spectral_radius').current() == radius
+    assert runner.message_hub.get_scalar('val/val/deq_spectral_radius').current() == radius
 
 
 @pytest.mark.parametrize('kwargs,match', [

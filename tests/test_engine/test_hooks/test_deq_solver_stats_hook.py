@@ -1,6 +1,8 @@
-"""DEQSolverStatsHook: solver statistics in scalars.json as window / epoch means, and warnings."""
+"""The solver statistics in scalars.json and the text log as window / evaluation means under
+distinct train/val names, with and without DEQSolverStatsHook, and the warnings."""
+import re
 from types import SimpleNamespace
-from unittest.mock import Mock
+from unittest.mock import Mock, patch
 
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mdeq_mm.engine.hooks import DEQSolverStatsHook
+from mdeq_mm.models.backbones import solver_stats_reporter
+from mdeq_mm.models.backbones.solver_stats_reporter import SolverStatsReporter
 
 SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_fwd_fallbacks', 'deq_bwd_steps',
                'deq_bwd_rel_res', 'deq_bwd_unconverged')
@@ -36,35 +40,32 @@ def stats_run(data_root, tmp_path_factory, runner_cfg, recorder_of, read_scalars
         log=read_log(work_dir))
 
 
-def test_iteration_values_are_batch_means_of_the_solver_stats(stats_run):
-    records = stats_run.records.train
-    for record in records[:2]:
-        assert record['mode'] == 'unrolled'
-        assert not any(f'train/{key}' in record['hub'] for key in SOLVER_KEYS)
-        assert record['hub']['train/deq_nonfinite_inputs'] == 0
-    for record in records[2:]:
-        hub = record['hub']
-        assert hub['train/deq_fwd_steps'] == pytest.approx(np.mean(record['fwd_steps']))
-        assert hub['train/deq_fwd_rel_res'] == pytest.approx(np.mean(record['fwd_rel_res']))
-        assert hub['train/deq_bwd_steps'] == pytest.approx(np.mean(record['bwd_steps']))
-        assert hub['train/deq_bwd_rel_res'] == pytest.approx(np.mean(record['bwd_rel_res']))
-        assert hub['train/deq_fwd_fallbacks'] == 0
-        assert hub['train/deq_bwd_unconverged'] == pytest.approx(
-            np.mean([res >= 1e-3 for res in record['bwd_rel_res']]))
+def batch_mean(values):
+    return float(np.mean(values))
 
 
 def test_train_log_has_window_means_only_for_equilibrium_iterations(stats_run, solver_max_iter):
     lines, records = stats_run.train_lines, stats_run.records.train
     assert [line['step'] for line in lines] == [2, 4, 6]
-    assert not any(key in lines[0] for key in SOLVER_KEYS)  # iterations 0, 1: unrolled
+    assert not any(f'train/{key}' in lines[0] for key in SOLVER_KEYS)  # iters 0, 1: unrolled
+    assert lines[0]['train/deq_nonfinite_inputs'] == 0
     for line in lines[1:]:
         window = records[line['step'] - 2:line['step']]
-        for key in TRAIN_KEYS:
-            expected = np.mean([r['hub'][f'train/{key}'] for r in window])
-            assert line[key] == pytest.approx(expected), key
-        assert 1 <= line['deq_fwd_steps'] <= solver_max_iter
-        assert 1 <= line['deq_bwd_steps'] <= solver_max_iter
-        assert line['deq_fwd_rel_res'] >= 0 and line['deq_bwd_rel_res'] >= 0
+        expected = {
+            'deq_fwd_steps': np.mean([batch_mean(r['fwd_steps']) for r in window]),
+            'deq_fwd_rel_res': np.mean([batch_mean(r['fwd_rel_res']) for r in window]),
+            'deq_bwd_steps': np.mean([batch_mean(r['bwd_steps']) for r in window]),
+            'deq_bwd_rel_res': np.mean([batch_mean(r['bwd_rel_res']) for r in window]),
+            'deq_bwd_unconverged': np.mean(
+                [batch_mean([res >= 1e-3 for res in r['bwd_rel_res']]) for r in window]),
+            'deq_fwd_fallbacks': 0,
+            'deq_nonfinite_inputs': 0,
+        }
+        for key, value in expected.items():
+            assert line[f'train/{key}'] == pytest.approx(value), key
+        assert 1 <= line['train/deq_fwd_steps'] <= solver_max_iter
+        assert 1 <= line['train/deq_bwd_steps'] <= solver_max_iter
+        assert not any(key.startswith('val/') or key.startswith('deq_') for key in line)
 
 
 def test_val_log_has_the_mean_of_each_validation(stats_run, solver_max_iter):
@@ -75,69 +76,77 @@ def test_val_log_has_the_mean_of_each_validation(stats_run, solver_max_iter):
         assert len(batches) == 2
         steps = [s for r in batches for s in r['fwd_steps']]
         rel_res = [s for r in batches for s in r['fwd_rel_res']]
-        assert line['deq_fwd_steps'] == pytest.approx(np.mean(steps))
-        assert line['deq_fwd_rel_res'] == pytest.approx(np.mean(rel_res))
-        assert 1 <= line['deq_fwd_steps'] <= solver_max_iter
-        assert line['deq_fwd_fallbacks'] == 0 and line['deq_nonfinite_inputs'] == 0
-        assert 'deq_bwd_steps' not in line
+        assert line['val/deq_fwd_steps'] == pytest.approx(np.mean(steps))
+        assert line['val/deq_fwd_rel_res'] == pytest.approx(np.mean(rel_res))
+        assert 1 <= line['val/deq_fwd_steps'] <= solver_max_iter
+        assert line['val/deq_fwd_fallbacks'] == 0 and line['val/deq_nonfinite_inputs'] == 0
+        assert not any(key.startswith('train/') or key.startswith('deq_') for key in line)
+        assert 'val/deq_bwd_steps' not in line
 
 
-def test_warns_for_each_unconverged_window(stats_run):
-    # warn_window defaults to the logger interval: iterations 2-3 and 4-5
-    assert stats_run.log.count('DEQ forward solver not converging') == 2
+def test_the_text_log_names_train_and_val_statistics_apart(stats_run):
+    assert re.search(r'Iter\(train\) \[4/6\].*train/deq_fwd_steps: ', stats_run.log)
+    assert re.search(r'Iter\(val\) \[2/2\].*val/deq_fwd_steps: ', stats_run.log)
+
+
+def test_an_unconverged_run_warns_with_back_off(stats_run):
+    # windows of 2 equilibrium iterations (the logger interval): 2-3 warns, 4-5 is skipped
+    assert stats_run.log.count('DEQ forward solver not converging') == 1
     assert 'relative residual above 1e-12 for the last 2 equilibrium iterations' in stats_run.log
 
 
-def fake_iteration(hook, runner, rel_res, bwd_stats=None):
-    """One training iteration of a stand-in backbone whose forward had ``rel_res``."""
-    stats = SimpleNamespace(steps=torch.tensor([3, 4]), rel_res=torch.tensor([rel_res] * 2),
-                            failed=torch.tensor([False, False]))
-    hook.backbone = SimpleNamespace(
-        last_forward_stats=stats,
-        last_backward_stats=bwd_stats,
-        last_nonfinite_input=torch.tensor([False, False]))
-    hook.after_train_iter(runner, 0)
-    runner.iter += 1
-
-
-def fake_runner(name):
-    return SimpleNamespace(iter=0, logger=Mock(), message_hub=MessageHub(name))
-
-
-def test_warns_only_when_the_whole_window_is_above_threshold():
-    hook = DEQSolverStatsHook(warn_threshold=0.05, warn_window=3)
-    runner = fake_runner('warn_window_test')
-    for rel_res in [0.1, 0.2, 0.3, 0.1, 0.01, 0.2, 0.06, 0.07, 0.08, 0.5]:
-        fake_iteration(hook, runner, rel_res)
-    assert runner.logger.warning.call_count == 2
-    message = runner.logger.warning.call_args_list[0].args[0]
-    assert 'mean 0.2, min 0.1, max 0.3' in message
-    assert runner.message_hub.get_scalar('train/deq_fwd_steps').current() == 3.5
+def test_the_backbone_logs_its_statistics_without_any_hook(data_root, tmp_path, runner_cfg,
+                                                            read_scalars):
+    runner = Runner.from_cfg(runner_cfg(data_root, str(tmp_path), max_iters=4, logger_interval=2,
+                                        val_interval=4))
+    runner.train()
+    lines = read_scalars(str(tmp_path))
+    train = [line for line in lines if 'lr' in line]
+    (val, ) = [line for line in lines if 'mIoU' in line]
+    assert len(train) == 2
+    assert all(f'train/{key}' in line for key in TRAIN_KEYS for line in train)
+    assert all(f'val/{key}' in val for key in VAL_KEYS)
 
 
 @pytest.fixture
-def runner_with_users_log_setting(data_root, tmp_path, runner_cfg):
-    """``runner_with_users_log_setting(data_src)``: a Runner whose ``log_processor`` takes the
-    max of ``data_src`` over 5 iterations, after ``DEQSolverStatsHook.before_run``."""
-
-    def build(data_src):
-        cfg = runner_cfg(data_root, str(tmp_path))
-        cfg.log_processor = dict(
-            by_epoch=False, custom_cfg=[dict(data_src=data_src, method_name='max', window_size=5)])
-        runner = Runner.from_cfg(cfg)
-        DEQSolverStatsHook().before_run(runner)
-        return runner
-
-    return build
+def train_loop_hub():
+    """A MessageHub in the 'train' stage of a loop, made the current one."""
+    hub = MessageHub.get_instance(f'reporter_test_{len(MessageHub._instance_dict)}')
+    hub.update_info('loop_stage', 'train')
+    return hub
 
 
-def test_keeps_a_users_log_processor_setting(runner_with_users_log_setting):
-    runner = runner_with_users_log_setting('deq_fwd_rel_res')
-    custom = {cfg['data_src']: cfg for cfg in runner.log_processor.custom_cfg}
-    assert set(custom) == set(TRAIN_KEYS)
-    assert custom['deq_fwd_rel_res']['method_name'] == 'max'
-    assert custom['deq_fwd_steps'] == dict(
-        data_src='deq_fwd_steps', method_name='mean', window_size=1)
+def forward_stats(rel_res):
+    return SimpleNamespace(steps=torch.tensor([3, 4]), rel_res=torch.tensor([rel_res] * 2),
+                           failed=torch.tensor([False, False]))
+
+
+def test_warns_only_when_a_whole_window_is_above_threshold_then_backs_off(train_loop_hub):
+    reporter = SolverStatsReporter(window=3, warn_threshold=0.05)
+    no_nan = torch.tensor([False, False])
+    rel_res = [0.1, 0.2, 0.3,  # warns
+               0.1, 0.01, 0.2,  # converged once: back-off reset
+               0.06, 0.07, 0.08,  # warns
+               0.5, 0.5, 0.5,  # skipped (gap 1)
+               0.5, 0.5, 0.5,  # warns (then gap 2)
+               0.5, 0.5, 0.5, 0.5, 0.5, 0.5]  # skipped
+    with patch.object(solver_stats_reporter, 'print_log') as log:
+        for value in rel_res:
+            reporter.report_forward(True, no_nan, forward_stats(value))
+        for _ in range(30):  # unrolled iterations: no forward solve, never a warning
+            reporter.report_forward(True, no_nan, None)
+    assert log.call_count == 3
+    assert 'mean 0.2, min 0.1, max 0.3' in log.call_args_list[0].args[0]
+    assert train_loop_hub.get_scalar('train/train/deq_fwd_steps').current() == 3.5
+
+
+def test_nothing_is_reported_outside_a_loop_or_in_another_mode(train_loop_hub):
+    reporter = SolverStatsReporter()
+    no_nan = torch.tensor([False, False])
+    reporter.report_forward(False, no_nan, forward_stats(0.1))  # eval forward in training
+    train_loop_hub.pop_info('loop_stage')
+    reporter.report_forward(True, no_nan, forward_stats(0.1))
+    assert not train_loop_hub.log_scalars
 
 
 def test_nan_images_are_counted_flagged_in_predictions_and_kept_out_of_the_model(
@@ -151,11 +160,11 @@ def test_nan_images_are_counted_flagged_in_predictions_and_kept_out_of_the_model
     runner = Runner.from_cfg(cfg)
     runner.train()
     records = recorder_of(runner)
-    assert [r['hub']['train/deq_nonfinite_inputs'] for r in records.train] == [0, 0.5]
+    assert [r['hub']['train/train/deq_nonfinite_inputs'] for r in records.train] == [0, 0.5]
     assert [r['hub']['train/skipped_steps'] for r in records.train] == [0, 0]
     assert [r['failed_flags'] for r in records.val] == [[False], [True]]
     (val_line, ) = [line for line in read_scalars(str(tmp_path)) if 'mIoU' in line]
-    assert val_line['deq_nonfinite_inputs'] == 0.5 and val_line['deq_fwd_fallbacks'] == 0
+    assert val_line['val/deq_nonfinite_inputs'] == 0.5 and val_line['val/deq_fwd_fallbacks'] == 0
     assert 'val: of 2 samples, 1 had NaN/Inf values' in read_log(str(tmp_path))
     assert all(torch.isfinite(t).all() for t in runner.model.state_dict().values())
 
@@ -179,12 +188,6 @@ def test_predictions_of_an_image_classifier_carry_the_flag(mdeq_backbone_cfg):
     with torch.no_grad(), pytest.warns(UserWarning, match='MDEQ got 1 of 2 image'):
         preds = model(inputs, [DataSample(), DataSample()], mode='predict')
     assert [pred.metainfo['deq_failed'] for pred in preds] == [True, False]
-
-
-def test_warns_when_the_log_processor_names_the_removed_fallback_key(
-        runner_with_users_log_setting, tmp_path, read_log):
-    runner_with_users_log_setting('deq_fallbacks')
-    assert "names 'deq_fallbacks', which is no longer logged" in read_log(str(tmp_path))
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -36,4 +36,4 @@ def test_warmup_stats_eval_budget_and_jacobian_hooks_run_with_a_cuda_amp_runner(
         assert math.isfinite(record['outputs']['loss'])
     assert max(s for r in records.val for s in r['fwd_steps']) <= 2
     (val_line, ) = [line for line in read_scalars(work_dir) if 'mIoU' in line]
-    assert math.isfinite(val_line['deq_spectral_radius'])
+    assert math.isfinite(val_line['val/deq_spectral_radius'])

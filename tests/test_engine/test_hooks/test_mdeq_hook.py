@@ -9,6 +9,7 @@ from mmengine.runner import Runner
 from mdeq_mm.engine.hooks import get_mdeq_backbone, unwrap_model
 from mdeq_mm.engine.hooks.mdeq_hook import forward_mode
 from mdeq_mm.models import MDEQ
+from mdeq_mm.models.head_channels import HeadChannelsError
 
 HOOKS = [
     dict(type='DEQWarmupHook', warmup_iters=2),
@@ -66,5 +67,16 @@ def test_hooks_fail_at_before_run_without_mdeq(data_root, tmp_path, hook, runner
     runner = Runner.from_cfg(cfg)
     with pytest.raises(ValueError, match=f"{hook['type']} needs a model with an MDEQ backbone; "
                        'found none in EncoderDecoder'):
+        runner.train()
+    assert not glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))  # nothing ran
+
+
+def test_hooks_stop_a_run_whose_head_takes_other_channels_at_before_run(data_root, tmp_path,
+                                                                        runner_cfg):
+    cfg = runner_cfg(data_root, str(tmp_path), [dict(type='DEQSolverStatsHook')])
+    cfg.model.decode_head.in_channels = [18, 36]  # HRNet-W18's first branches; MDEQ's are 8, 16
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(HeadChannelsError, match=r'takes 54 channels, but the MDEQ backbone '
+                       r'gives 24: .* Write model.decode_head.in_channels=\[8, 16\]'):
         runner.train()
     assert not glob.glob(str(tmp_path / '*' / 'vis_data' / 'scalars.json'))  # nothing ran
