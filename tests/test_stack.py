@@ -29,6 +29,8 @@ def test_mmcv_has_compiled_ops():
     ('HOOKS', 'DEQSolverStatsHook'),
     ('HOOKS', 'JacobianRegHook'),
     ('HOOKS', 'DEQEvalBudgetHook'),
+    ('HOOKS', 'DEQRandomBudgetHook'),
+    ('HOOKS', 'FixedPointCorrectionHook'),
     ('RUNNERS', 'CPUDistributedRunner'),
     ('MODEL_WRAPPERS', 'CPUDistributedDataParallel'),
     ('OPTIM_WRAPPERS', 'SkipNonFiniteOptimWrapper'),

@@ -23,6 +23,10 @@ FlatFn = Callable[[Tensor], Tensor]
 
 DEQ_MODES = ('equilibrium', 'unrolled')
 BACKWARD_TYPES = ('implicit', 'phantom')
+# Names a backward config dict may give as its type: 'jfb' (Jacobian-free backprop, Fung et al.
+# 2022) is the phantom gradient with one undamped step.
+JFB = dict(type='phantom', k=1, tau=1.0)
+BACKWARD_NAMES = BACKWARD_TYPES + ('jfb', )
 BACKWARD_ON_FAIL = ('phantom', 'detach', 'accept')
 FALLBACK_TYPES = ('fixed_point', 'unrolled', 'phantom', 'detach')
 PHANTOM_KEYS = ('k', 'tau')
@@ -86,10 +90,12 @@ class BackwardConfig:
 
     Build it with :meth:`from_dict`, e.g.
     ``dict(type='implicit', solver='broyden', max_iter=30, tol=1e-4,
-    stop_mode='rel', on_fail='phantom', phantom_k=5, phantom_tau=0.6)`` or
-    ``dict(type='phantom', k=5, tau=0.6)``. Deprecated spellings, accepted
-    with a FutureWarning: ``on_fail='zero'`` (now ``'detach'``) and ``k`` /
-    ``tau`` in an implicit config (now ``phantom_k`` / ``phantom_tau``).
+    stop_mode='rel', on_fail='phantom', phantom_k=5, phantom_tau=0.6)``,
+    ``dict(type='phantom', k=5, tau=0.6)`` or ``dict(type='jfb')`` (the
+    Jacobian-free gradient, short for ``dict(type='phantom', k=1, tau=1.0)``).
+    Deprecated spellings, accepted with a FutureWarning: ``on_fail='zero'``
+    (now ``'detach'``) and ``k`` / ``tau`` in an implicit config (now
+    ``phantom_k`` / ``phantom_tau``).
 
     Args:
         type (str): ``'implicit'`` or ``'phantom'``. Default: 'implicit'.
@@ -123,7 +129,10 @@ class BackwardConfig:
         """Build from a flat config dict; unknown or inapplicable keys raise."""
         cfg = dict(cfg)
         kind = cfg.pop('type', 'implicit')
-        check_choice('backward type', kind, BACKWARD_TYPES)
+        check_choice('backward type', kind, BACKWARD_NAMES)
+        if kind == 'jfb':
+            check_keys(cfg, (), "backward config (type='jfb')")
+            return cls(**JFB)
         if kind == 'phantom':
             check_keys(cfg, PHANTOM_KEYS, "backward config (type='phantom')")
             return cls(type=kind, **cfg)
@@ -187,6 +196,49 @@ class FallbackConfig:
         check_choice('fallback type', kind, FALLBACK_TYPES)
         check_keys(cfg, FALLBACK_KEYS[kind], f'fallback config (type={kind!r})')
         return cls(type=kind, **cfg)
+
+
+@dataclass(frozen=True)
+class TrajectoryConfig:
+    """Validated settings of the trajectory a training solve returns besides its output.
+
+    ``n_states`` iterates of the forward solve, at evaluations evenly spaced over its budget
+    (:meth:`sample_steps`), are each re-attached to the graph by ``k`` damped steps
+    ``z <- tau f(z) + (1 - tau) z`` from the detached iterate (an inexact gradient, like the
+    phantom backward; ``k=1, tau=1`` is Jacobian-free). A solve that stops before a sampled
+    evaluation gives its final iterate there, so every call, and every process of a
+    distributed run, returns the same number of states. Used for fixed-point correction
+    (Bai et al., 2022): the task loss is also applied to these states.
+
+    Args:
+        n_states (int): Sampled states; 0 samples none. Default: 0.
+        k (int): Differentiable steps of ``f`` per state. Default: 1.
+        tau (float): Damping of those steps, in ``(0, 1]``. Default: 1.0.
+
+    Example:
+        >>> TrajectoryConfig(n_states=2).sample_steps(12)
+        (4, 8)
+    """
+
+    n_states: int = 0
+    k: int = 1
+    tau: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_int('n_states', self.n_states, 0)
+        _check_phantom(self.k, self.tau)
+
+    @classmethod
+    def from_dict(cls, cfg: Mapping[str, Any]) -> 'TrajectoryConfig':
+        """Build from a config dict; unknown keys raise."""
+        check_keys(cfg, ('n_states', 'k', 'tau'), 'trajectory config')
+        return cls(**cfg)
+
+    def sample_steps(self, budget: int) -> Tuple[int, ...]:
+        """The forward evaluations (0 is ``z0``, which is never sampled) whose iterates are
+        sampled by a solve with ``budget`` evaluations."""
+        n = self.n_states
+        return tuple(max(1, (i * budget) // (n + 1)) for i in range(1, n + 1))
 
 
 def _build(cfg: Any, cls: type) -> Any:
@@ -255,6 +307,12 @@ class DEQCore(nn.Module):
     warning). ``fallback_count`` is their sum. One host sync per forward
     decides whether a fallback is needed.
 
+    With ``trajectory_cfg`` giving ``n_states > 0``, a training equilibrium forward with grad
+    also stores ``last_trajectory``: ``n_states`` states sampled along the forward solve, each
+    with an inexact gradient (see :class:`TrajectoryConfig`), earliest first; it is None after
+    any other call. ``train_max_iter`` (None: ``forward_cfg.max_iter``) is the forward budget
+    of training calls that give none, e.g. drawn per iteration by a hook.
+
     Args:
         forward_cfg (dict | SolverConfig, optional): Forward solver, e.g.
             ``dict(type='broyden', max_iter=26, tol=1e-3)``.
@@ -262,6 +320,8 @@ class DEQCore(nn.Module):
         fallback_cfg (dict | FallbackConfig, optional): Forward failure
             policy, e.g. ``dict(type='fixed_point', tau=0.5)``.
         n_layers (int): Steps of the unrolled mode. Default: 5.
+        trajectory_cfg (dict | TrajectoryConfig, optional): States to sample along a
+            training solve, e.g. ``dict(n_states=2, k=1, tau=1.0)``. Default: none.
 
     Example:
         >>> core = DEQCore(dict(type='broyden', max_iter=30, tol=1e-6),
@@ -272,20 +332,29 @@ class DEQCore(nn.Module):
         >>> z.sum().backward()
         >>> core.last_backward_stats.steps.shape
         torch.Size([2])
+        >>> core.trajectory_cfg = TrajectoryConfig(n_states=2)
+        >>> (z, ) = core(lambda zs: (torch.tanh(zs[0] @ w + x), ), (torch.zeros(2, 4), ))
+        >>> [state[0].requires_grad for state in core.last_trajectory]
+        [True, True]
     """
 
     def __init__(self,
                  forward_cfg: Union[Mapping[str, Any], SolverConfig, None] = None,
                  backward_cfg: Union[Mapping[str, Any], BackwardConfig, None] = None,
                  fallback_cfg: Union[Mapping[str, Any], FallbackConfig, None] = None,
-                 n_layers: int = 5) -> None:
+                 n_layers: int = 5,
+                 trajectory_cfg: Union[Mapping[str, Any], TrajectoryConfig, None] = None
+                 ) -> None:
         super().__init__()
         self.forward_cfg: SolverConfig = _build(forward_cfg, SolverConfig)
         self.backward_cfg: BackwardConfig = _build(backward_cfg, BackwardConfig)
         self.fallback_cfg: FallbackConfig = _build(fallback_cfg, FallbackConfig)
         check_int('n_layers', n_layers, 1)
         self.n_layers = n_layers
+        self.trajectory_cfg: TrajectoryConfig = _build(trajectory_cfg, TrajectoryConfig)
         self.eval_max_iter: Optional[int] = None
+        self.train_max_iter: Optional[int] = None
+        self.last_trajectory: Optional[Tuple[Tuple[Tensor, ...], ...]] = None
         self.eval_fixed_budget = False
         self.last_forward_stats: Optional[SolverStats] = None
         self.last_fallback_stats: Optional[SolverStats] = None
@@ -344,12 +413,16 @@ class DEQCore(nn.Module):
         self.last_backward_stats = None
         self.last_backward_vjps = None
         self.last_fallback_stats = None
+        self.last_trajectory = None
         if mode == 'unrolled':
             return packer.unpack(self._iterate(flat_f, z0_flat, self.n_layers, 1.0, probes))
         if self.eval_fixed_budget and not self.training:
             return packer.unpack(self._solve_fixed_budget(flat_f, z0_flat, max_iter, callback))
 
-        z_star, bad = self._solve_forward(flat_f, z0_flat, max_iter, callback)
+        budget = self._forward_budget(max_iter)
+        sample_steps = self.trajectory_cfg.sample_steps(budget) if differentiable else ()
+        samples: Dict[int, Optional[Tensor]] = dict.fromkeys(sample_steps)
+        z_star, bad = self._solve_forward(flat_f, z0_flat, budget, callback, samples)
         fb = self.fallback_cfg
         if not differentiable:
             out = z_star
@@ -365,18 +438,33 @@ class DEQCore(nn.Module):
                 out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
             elif fb.type == 'detach':
                 out = _select(bad, z_star, out)
+        if sample_steps:
+            starts = [samples[step] for step in sample_steps]
+            self.last_trajectory = tuple(
+                packer.unpack(state) for state in self._trajectory(flat_f, starts, z_star, bad))
         return packer.unpack(self._guard(out, z_star))
 
-    def _solve_forward(self, flat_f: FlatFn, z0: Tensor, max_iter: Optional[int],
-                       callback: Optional[Callable[[SolverState], Optional[bool]]] = None
-                       ) -> Tuple[Tensor, Optional[Tensor]]:
-        """Forward solve (plus 'fixed_point' re-solve); returns ``z*`` and the failed mask."""
+    def _forward_budget(self, max_iter: Optional[int]) -> int:
+        """The forward budget of a call given ``max_iter``."""
         budget = max_iter
-        if budget is None and not self.training:
-            budget = self.eval_max_iter
+        if budget is None:
+            budget = self.train_max_iter if self.training else self.eval_max_iter
+        return self.forward_cfg.max_iter if budget is None else budget
+
+    def _solve_forward(self, flat_f: FlatFn, z0: Tensor, budget: int,
+                       callback: Optional[Callable[[SolverState], Optional[bool]]] = None,
+                       samples: Optional[Dict[int, Optional[Tensor]]] = None
+                       ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Forward solve (plus 'fixed_point' re-solve); returns ``z*`` and the failed mask.
+
+        ``samples``, if given, receives a copy of the iterate at each evaluation that is one
+        of its keys and that the solve reaches.
+        """
         kwargs = self.forward_cfg.solve_kwargs()
-        kwargs['max_iter'] = self.forward_cfg.max_iter if budget is None else budget
-        z_star, stats = solve(flat_f, z0, callback=callback, name='forward_solver', **kwargs)
+        kwargs['max_iter'] = budget
+        solve_f = self._recording(flat_f, samples) if samples else flat_f
+        z_star, stats = solve(solve_f, z0, callback=callback, name='forward_solver',
+                              **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
         if not bool(bad.any()):
@@ -389,6 +477,37 @@ class DEQCore(nn.Module):
             z_fp, self.last_fallback_stats = solve(flat_f, z_star, name='fallback', **kwargs)
             z_star = _select(bad, z_fp, z_star)
         return z_star, bad
+
+    @staticmethod
+    def _recording(flat_f: FlatFn, samples: Dict[int, Optional[Tensor]]) -> FlatFn:
+        """``flat_f`` that also copies its input into ``samples`` at the evaluations that are
+        keys of it."""
+        calls = [0]
+
+        def f(z: Tensor) -> Tensor:
+            if calls[0] in samples:
+                samples[calls[0]] = z.clone()
+            calls[0] += 1
+            return flat_f(z)
+
+        return f
+
+    def _trajectory(self, flat_f: FlatFn, starts: Sequence[Optional[Tensor]], z_star: Tensor,
+                    bad: Optional[Tensor]) -> Tuple[Tensor, ...]:
+        """The sampled iterates ``starts`` (``z*`` for those the solve stopped before), each
+        through ``k`` differentiable damped steps of ``f``. A sample that failed the solve, or
+        whose state is not finite, gets its detached ``z*`` instead."""
+        cfg = self.trajectory_cfg
+        states = []
+        for start in starts:
+            start = z_star if start is None else start
+            keep = torch.isfinite(start).all(dim=1)
+            if bad is not None:
+                keep &= ~bad
+            state = self._iterate(flat_f, _select(keep, start, z_star), cfg.k, cfg.tau, 0)
+            keep &= torch.isfinite(state).all(dim=1)
+            states.append(_select(keep, state, z_star))
+        return tuple(states)
 
     def _solve_fixed_budget(self, flat_f: FlatFn, z0: Tensor, max_iter: Optional[int],
                             callback: Optional[Callable[[SolverState], Optional[bool]]]

@@ -407,6 +407,19 @@ class MDEQ(BaseModule):
         ``jacobian_probes > 0`` was set for it (hooks set it on regularized iterations)."""
         return self.deq.last_jacobian_loss
 
+    @property
+    def last_trajectory(self) -> Optional[Tuple[Tuple[Tensor, ...], ...]]:
+        """States sampled along the latest training solve, earliest first, each shaped like the
+        output and with an inexact gradient, if ``deq.trajectory_cfg`` asks for them (see
+        :class:`mdeq_mm.deq.TrajectoryConfig`); an image with NaN/Inf values gets no gradient
+        from them. None otherwise."""
+        states = self.deq.last_trajectory
+        nonfinite = self._last_nonfinite_input
+        if states is None or nonfinite is None or not bool(nonfinite.any()):
+            return states
+        keep = ~nonfinite.view(-1, 1, 1, 1)
+        return tuple(tuple(torch.where(keep, z, z.detach()) for z in state) for state in states)
+
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'MDEQ expects input of shape (B, {self.in_channels}, H, W), '
