@@ -1,8 +1,9 @@
 """Models to measure: configs to CPU-ready models, MDEQ budget overrides, trained weights."""
 import logging
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
+import torch
 from mmengine.config import Config
 from torch import nn
 
@@ -74,6 +75,25 @@ def find_mdeq(model: nn.Module) -> Optional[MDEQ]:
     """The model's MDEQ backbone, or None."""
     backbone = getattr(model, 'backbone', None)
     return backbone if isinstance(backbone, MDEQ) else None
+
+
+def build_mdeq_model(config: str, cfg_options: Optional[dict] = None,
+                     checkpoint: Optional[str] = None) -> Tuple[Config, nn.Module, MDEQ]:
+    """The config (``cfg_options`` merged), its model (``checkpoint`` loaded, built with seed 0)
+    in eval mode and the model's MDEQ backbone: what the MDEQ analysis tools start from.
+
+    Raises:
+        ValueError: The model has no MDEQ backbone.
+    """
+    cfg = load_config(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    torch.manual_seed(0)
+    model = build_model(cfg, checkpoint=checkpoint).eval()
+    mdeq = find_mdeq(model)
+    if mdeq is None:
+        raise ValueError(f'the model of {config} has no MDEQ backbone')
+    return cfg, model, mdeq
 
 
 @contextmanager

@@ -24,11 +24,10 @@ import os
 import os.path as osp
 
 import numpy as np
-import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from mdeq_mm.analysis import build_model, find_mdeq, generated_scenes, load_config, make_batch
+from mdeq_mm.analysis import build_mdeq_model, generated_scenes, make_batch
 from mdeq_mm.analysis.models import task_of
 from mdeq_mm.analysis.report import plot_anytime, plot_residual_curves
 from mdeq_mm.analysis.solver_curves import anytime_inference, backward_curve, forward_curves
@@ -80,14 +79,7 @@ def main(argv=None) -> dict:
     os.makedirs(args.out_dir, exist_ok=True)
     logger = MMLogger.get_instance('mdeq_analyze_solver',
                                    log_file=osp.join(args.out_dir, 'analyze_solver.log'))
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    torch.manual_seed(0)
-    model = build_model(cfg, checkpoint=args.checkpoint).eval()
-    mdeq = find_mdeq(model)
-    if mdeq is None:
-        raise ValueError(f'the model of {args.config} has no MDEQ backbone')
+    cfg, model, mdeq = build_mdeq_model(args.config, args.cfg_options, args.checkpoint)
     x, samples = make_batch(model, *load_images(args, task_of(model), mdeq.total_stride))
     name = osp.splitext(osp.basename(args.config))[0]
     logger.info(f'residual curves of {name} on {len(x)} image(s) of '

@@ -20,11 +20,10 @@ import os
 import os.path as osp
 
 import numpy as np
-import torch
 from mmengine.config import DictAction
 from mmengine.logging import MMLogger
 
-from mdeq_mm.analysis import build_model, find_mdeq, generated_scenes, load_config, to_inputs
+from mdeq_mm.analysis import build_mdeq_model, generated_scenes, to_inputs
 from mdeq_mm.deploy import compare_with_pytorch, export_onnx, measure_latency
 from mdeq_mm.deploy.onnx_export import DEFAULT_OPSET
 from mdeq_mm.engine.launch import tool_parser
@@ -81,14 +80,7 @@ def check_images(args: argparse.Namespace, batch: int) -> np.ndarray:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     logger = MMLogger.get_instance('mdeq_pytorch2onnx')
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    torch.manual_seed(0)
-    model = build_model(cfg, checkpoint=args.checkpoint).eval()
-    mdeq = find_mdeq(model)
-    if mdeq is None:
-        raise ValueError(f'the model of {args.config} has no MDEQ backbone')
+    _, model, mdeq = build_mdeq_model(args.config, args.cfg_options, args.checkpoint)
     budget = args.budget or mdeq.eval_max_iter or mdeq.deq.forward_cfg.max_iter
     if not args.checkpoint:
         logger.warning('no --checkpoint: exporting randomly initialized weights')
