@@ -119,12 +119,36 @@ def test_training_with_the_skip_wrapper_logs_every_term_and_a_nan_image_keeps_th
     assert all(torch.isfinite(t).all() for t in runner.model.state_dict().values())
 
 
+def test_with_prob_only_the_drawn_iterations_are_corrected(segmentor):
+    model, data = segmentor
+    hook = FixedPointCorrectionHook(n_states=1, prob=0.5, seed=3)
+    drawn = [hook.corrects(i) for i in range(200)]
+    assert 70 < sum(drawn) < 130
+    # the draw depends only on (seed, iteration): every rank and a resumed run repeat it
+    assert drawn == [FixedPointCorrectionHook(n_states=1, prob=0.5, seed=3).corrects(i)
+                     for i in range(200)]
+    assert drawn != [FixedPointCorrectionHook(n_states=1, prob=0.5, seed=4).corrects(i)
+                     for i in range(200)]
+    runner = SimpleNamespace(model=model, iter=0)
+    hook.before_run(runner)
+    try:
+        for iteration in (drawn.index(True), drawn.index(False)):
+            runner.iter = iteration
+            hook.before_train_iter(runner, 0)
+            losses = model(**data, mode='loss')
+            assert ('fpc0.decode.loss_ce' in losses) == drawn[iteration]
+    finally:
+        hook.after_run(runner)
+    assert model.backbone.deq.trajectory_cfg.n_states == 0
+
+
 @pytest.mark.parametrize('kwargs,match', [
     (dict(n_states=0), 'n_states must be an int >= 1, got 0'),
     (dict(gamma=0.0), 'gamma must be in'),
     (dict(weighting='linear'), "weighting='linear' is not valid"),
     (dict(k=0), 'k must be an int >= 1, got 0'),
     (dict(tau=1.5), 'tau must be in'),
+    (dict(prob=0.0), 'prob must be in'),
 ])
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
