@@ -10,6 +10,7 @@ import glob
 import json
 import math
 import multiprocessing
+import os
 import os.path as osp
 from dataclasses import asdict, dataclass, field
 from statistics import median
@@ -50,6 +51,10 @@ class LearningCurve:
             for iterations without a solve, e.g. during the unrolled warm-up, are NaN).
         sec_per_iter (float): Median training-iteration time (indicative only on a shared
             machine).
+        train_seconds (list[float]): Training time (validation excluded) up to each of
+            ``val_iters``, summed from the logged windows' mean iteration times.
+        load (list[float]): The machine's 1-minute load average when the run started and
+            ended: times are comparable between runs only at similar loads.
     """
 
     name: str
@@ -60,13 +65,66 @@ class LearningCurve:
     metric: List[float] = field(default_factory=list)
     solver: Dict[str, List[float]] = field(default_factory=dict)
     sec_per_iter: float = float('nan')
+    train_seconds: List[float] = field(default_factory=list)
+    load: List[float] = field(default_factory=list)
 
     def first_iter_reaching(self, value: float) -> Optional[int]:
         """The first validated iteration whose metric is at least ``value``, else None."""
         return next((it for it, m in zip(self.val_iters, self.metric) if m >= value), None)
 
+    def max_loss_rise(self) -> float:
+        """The largest relative rise of the training loss between consecutive logging
+        windows (0.1: one window's mean loss was 10% above the previous one's; 0 if it never
+        rose), e.g. the jump at the switch from unrolled to equilibrium training."""
+        rises = [b / a - 1.0 for a, b in zip(self.loss, self.loss[1:]) if a > 0]
+        return max([0.0, *rises])
+
+    def metric_at_seconds(self, seconds: float) -> float:
+        """The validation metric after ``seconds`` of training, linear between validations
+        (the validation grid is an artifact of the schedule, not of the model), the final
+        metric after the run ended; NaN before the first validation."""
+        points = list(zip(self.train_seconds, self.metric))
+        for (t0, m0), (t1, m1) in zip(points, points[1:]):
+            if t0 <= seconds <= t1:
+                return m0 + (m1 - m0) * (seconds - t0) / (t1 - t0) if t1 > t0 else m1
+        if points and seconds >= points[-1][0]:
+            return points[-1][1]
+        return float('nan')
+
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def mean_curve(curves: Sequence[LearningCurve]) -> LearningCurve:
+    """The mean of runs of one contender (e.g. several seeds): metric, loss, training time
+    and solver statistics averaged point by point; ``load`` is the range over the runs.
+
+    Args:
+        curves (Sequence[LearningCurve]): Runs with the same logging and validation
+            iterations.
+
+    Returns:
+        LearningCurve: Named like the first run.
+    """
+    first = curves[0]
+    for curve in curves[1:]:
+        if curve.val_iters != first.val_iters or curve.train_iters != first.train_iters:
+            raise ValueError(f'{curve.name}: runs logged or validated at different iterations '
+                             f'({first.val_iters} vs {curve.val_iters}); cannot average them')
+
+    def mean(lists: Sequence[Sequence[float]]) -> List[float]:
+        return [sum(values) / len(values) for values in zip(*lists)]
+
+    return LearningCurve(
+        name=first.name, metric_name=first.metric_name, train_iters=list(first.train_iters),
+        loss=mean([c.loss for c in curves]), val_iters=list(first.val_iters),
+        metric=mean([c.metric for c in curves]),
+        solver={k: mean([c.solver[k] for c in curves]) for k in first.solver
+                if all(k in c.solver for c in curves)},
+        sec_per_iter=median(c.sec_per_iter for c in curves),
+        train_seconds=mean([c.train_seconds for c in curves]),
+        load=[min(min(c.load) for c in curves), max(max(c.load) for c in curves)]
+        if all(c.load for c in curves) else [])
 
 
 def read_scalars(work_dir: str) -> List[dict]:
@@ -88,11 +146,16 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
     curve = LearningCurve(name=name, metric_name=metric_name)
     curve.solver = {key: [] for key in SOLVER_KEYS}
     times = []
+    elapsed, elapsed_at = 0.0, {0: 0.0}
     for record in records:
         if 'loss' in record:
-            curve.train_iters.append(int(record['iter']))
+            iteration = int(record['iter'])
+            previous = curve.train_iters[-1] if curve.train_iters else 0
+            curve.train_iters.append(iteration)
             curve.loss.append(float(record['loss']))
             times.append(float(record['time']))
+            elapsed += times[-1] * (iteration - previous)
+            elapsed_at[iteration] = elapsed
             for key in SOLVER_KEYS:
                 curve.solver[key].append(float(record.get(f'train/{key}', float('nan'))))
         elif metric_name in record:
@@ -108,6 +171,8 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
                          "LoggerHook's log_metric_by_epoch=False")
     curve.solver = {k: v for k, v in curve.solver.items() if not all(map(math.isnan, v))}
     curve.sec_per_iter = median(times) if times else float('nan')
+    curve.train_seconds = [elapsed_at[max(k for k in elapsed_at if k <= it)]
+                           for it in curve.val_iters]
     return curve
 
 
@@ -138,28 +203,37 @@ def train_contender(contender: Contender,
     """
     process = multiprocessing.get_context('spawn').Process(
         target=_train, args=(contender.config, work_dir, contender.cfg_options, threads))
+    load = [os.getloadavg()[0]]
     process.start()
     process.join()
+    load.append(os.getloadavg()[0])
     if process.exitcode != 0:
         raise RuntimeError(f'training {contender.name!r} ({contender.config}) failed with exit '
                            f'code {process.exitcode}; its log is under {work_dir}')
-    return curve_from_scalars(contender.name, read_scalars(work_dir), metric_name)
+    curve = curve_from_scalars(contender.name, read_scalars(work_dir), metric_name)
+    curve.load = load
+    return curve
 
 
 def plot_learning_curves(curves: Sequence[LearningCurve], path: str, title: str) -> None:
-    """Loss, validation metric and (for DEQs) forward relative residual vs iteration, as PNG."""
+    """Loss and validation metric per iteration, the metric per second of training and (for
+    DEQs) the forward relative residual, as PNG."""
     from .report import new_figure, save_figure
     with_solver = any('deq_fwd_rel_res' in c.solver for c in curves)
-    fig, axes = new_figure(3 if with_solver else 2, (15 if with_solver else 10, 4))
+    panels = 4 if with_solver else 3
+    fig, axes = new_figure(panels, (5 * panels, 4))
     for curve in curves:
         axes[0].plot(curve.train_iters, curve.loss, label=curve.name)
         axes[1].plot(curve.val_iters, curve.metric, marker='o', label=curve.name)
+        axes[2].plot(curve.train_seconds, curve.metric, marker='o', label=curve.name)
         if with_solver and 'deq_fwd_rel_res' in curve.solver:
-            axes[2].semilogy(curve.train_iters, curve.solver['deq_fwd_rel_res'], label=curve.name)
+            axes[3].semilogy(curve.train_iters, curve.solver['deq_fwd_rel_res'], label=curve.name)
     axes[0].set(xlabel='iteration', ylabel='training loss', title='loss')
     axes[1].set(xlabel='iteration', ylabel=curves[0].metric_name, title='validation')
+    axes[2].set(xlabel='training time (s, validation excluded)', ylabel=curves[0].metric_name,
+                title='validation per second of training')
     if with_solver:
-        axes[2].set(xlabel='iteration', ylabel='relative residual',
+        axes[3].set(xlabel='iteration', ylabel='relative residual',
                     title='forward solve (equilibrium iterations)')
     for ax in axes:
         ax.grid(alpha=0.3)

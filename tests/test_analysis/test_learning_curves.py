@@ -25,6 +25,8 @@ def test_training_and_validation_records_are_split_by_iteration():
     assert curve.val_iters == [20, 30]
     assert curve.metric == [60.0, 96.0]
     assert curve.sec_per_iter == 2.0
+    # training time up to each validation: 10 iterations at 1 s, then 10 at 3 s, then 10 at 2 s
+    assert curve.train_seconds == [40.0, 60.0]
     # the unrolled warm-up has no solve: its solver entries are NaN, not zero
     assert math.isnan(curve.solver['deq_fwd_rel_res'][0])
     assert curve.solver['deq_fwd_steps'][1:] == [9.0, 8.0]
@@ -36,6 +38,19 @@ def test_first_iteration_reaching_a_target():
     assert curve.first_iter_reaching(95.0) == 30
     assert curve.first_iter_reaching(50.0) == 20
     assert curve.first_iter_reaching(99.0) is None
+
+
+def test_loss_rise_and_metric_at_a_training_time():
+    curve = curve_from_scalars('mdeq', RECORDS, 'accuracy/top1')
+    assert curve.max_loss_rise() == 0.0
+    assert curve.metric_at_seconds(39.0) != curve.metric_at_seconds(39.0)  # NaN: none yet
+    assert curve.metric_at_seconds(40.0) == 60.0
+    assert curve.metric_at_seconds(50.0) == pytest.approx(78.0)  # half-way between validations
+    assert curve.metric_at_seconds(60.0) == 96.0
+    assert curve.metric_at_seconds(600.0) == 96.0  # the run ended with its final model
+    jump = curve_from_scalars('mdeq', [*RECORDS, dict(loss=0.75, time=1.0, iter=40, step=40)],
+                              'accuracy/top1')
+    assert jump.max_loss_rise() == pytest.approx(0.5)
 
 
 def test_missing_metric_names_the_logged_keys():
