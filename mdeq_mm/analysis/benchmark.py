@@ -26,7 +26,7 @@ from .f_speed import f_conv_efficiency, f_variants
 from .goals import GoalThresholds, judge
 from .models import build_model, find_mdeq, load_config, mdeq_budgets
 from .solvers import race
-from .steps import interleaved_steps
+from .steps import interleaved_steps, recipe_spec
 from .timing import RatioSummary
 from .training import train_checkpoint
 
@@ -44,6 +44,9 @@ class BenchmarkSettings:
         train_config (str): The config whose short training run gives the trained state.
         hrnet_config (str): The HRNet segmentation config compared with.
         hrnet (str): Its name in the report.
+        recipe_config (str, optional): A config whose training recipe (backward, forward
+            budget, fixed-point correction; :func:`~mdeq_mm.analysis.steps.recipe_spec`)
+            is timed on ``seg_config``'s model beside the implicit step.
         mdeq (str): The MDEQ's name in the report. Defaults to 'MDEQ-small'.
         size (tuple[int, int]): Input height and width.
         batch (int): Batch size.
@@ -63,6 +66,7 @@ class BenchmarkSettings:
     train_config: str
     hrnet_config: str
     hrnet: str
+    recipe_config: Optional[str] = None
     mdeq: str = 'MDEQ-small'
     size: Tuple[int, int] = (128, 256)
     batch: int = 2
@@ -151,14 +155,18 @@ def run_benchmark(s: BenchmarkSettings,
                 backbone=dict(backward=dict(type='phantom', **PHANTOM))),
             s.hrnet: dict(common, config=s.hrnet_config, flops=True),
         }
+        if s.recipe_config:
+            specs[f'{s.mdeq} recommended, trained'] = dict(
+                common, checkpoint=checkpoint, **recipe_spec(s.recipe_config))
         runs = interleaved_steps(ctx, {k: dict(v, threads=threads) for k, v in specs.items()},
                                  s.rounds)
         hrnet_times = runs[s.hrnet].get('step_times_s')
         ratios = {}
         for key, name in ((f'{s.mdeq} implicit, trained', 'implicit_over_hrnet'),
                           (f'{s.mdeq} implicit, init', 'implicit_init_over_hrnet'),
-                          (f'{s.mdeq} phantom, trained', 'phantom_over_hrnet')):
-            if hrnet_times and runs[key].get('step_times_s'):
+                          (f'{s.mdeq} phantom, trained', 'phantom_over_hrnet'),
+                          (f'{s.mdeq} recommended, trained', 'recipe_over_hrnet')):
+            if hrnet_times and runs.get(key, {}).get('step_times_s'):
                 ratios[name] = dataclasses.asdict(
                     RatioSummary.of(runs[key]['step_times_s'], hrnet_times))
         steps[str(threads)], step_ratios[str(threads)] = runs, ratios

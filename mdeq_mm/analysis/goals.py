@@ -28,6 +28,8 @@ class GoalThresholds:
             f and start, at most. Defaults to 1/3.
         f_variant_speedup (float): Eager time of f over a variant's (channels_last,
             compiled) from which the variant is worth adopting. Defaults to 1.2.
+        recipe_step_vs_hrnet (float): MDEQ-small training step with the recommended recipe
+            over HRNet-W18's, at most. Defaults to 1.0.
     """
 
     step_time_vs_hrnet: float = 2.0
@@ -36,6 +38,7 @@ class GoalThresholds:
     solver_overhead: float = 0.10
     overhead_vs_torchdeq: float = 1 / 3
     f_variant_speedup: float = 1.2
+    recipe_step_vs_hrnet: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,10 @@ def judge(results: Mapping[str, Any], thresholds: GoalThresholds) -> List[Goal]:
         goals.append(_ratio_goal(f'{mdeq} implicit / {hrnet} training step, '
                                  f'{threads} thread(s)', ratios.get('implicit_over_hrnet'),
                                  '<=', t.step_time_vs_hrnet))
+        if 'recipe_over_hrnet' in ratios:
+            goals.append(_ratio_goal(f'{mdeq} recommended recipe / {hrnet} training step, '
+                                     f'{threads} thread(s)', ratios['recipe_over_hrnet'],
+                                     '<=', t.recipe_step_vs_hrnet))
     memory = results.get('memory', {})
     n = results.get('memory_f_evals')
     goals.append(Goal(f'implicit / unrolled training peak memory at {n} f-evals',

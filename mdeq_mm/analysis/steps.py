@@ -9,11 +9,12 @@ see the same machine load (see :mod:`mdeq_mm.analysis.timing`).
 import logging
 import statistics
 import warnings
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from mdeq_mm.models.losses import fixed_point_correction_losses
 from .data import generated_scenes, make_batch
 from .flops import count_flops
 from .memory import peak_tensor_bytes, rss_peak_delta, tensor_bytes
@@ -23,11 +24,42 @@ from .timing import interleaved_times, time_call
 STAT_KEYS = ('steps', 'nfe', 'rel_res', 'abs_res', 'converged')
 
 
+def recipe_spec(config: str) -> Dict[str, Any]:
+    """The training recipe of an MDEQ config as step-spec entries.
+
+    ``backbone``: the config backbone's ``backward``, ``forward_solver`` and
+    ``eval_max_iter``; ``fixed_point_correction``: the arguments of its
+    ``FixedPointCorrectionHook``, if it has one (the hook's work is what a timed step adds).
+
+    Args:
+        config (str): Config path.
+
+    Returns:
+        dict: ``backbone`` and, if any, ``fixed_point_correction``.
+    """
+    cfg = load_config(config)
+    backbone = cfg.model.backbone
+    spec: Dict[str, Any] = dict(backbone={
+        k: backbone[k] for k in ('backward', 'forward_solver', 'eval_max_iter') if k in backbone})
+    for hook in cfg.get('custom_hooks', []):
+        if hook['type'] in ('FixedPointCorrectionHook', 'mdeq_mm.FixedPointCorrectionHook'):
+            spec['fixed_point_correction'] = {k: v for k, v in hook.items() if k != 'type'}
+    return spec
+
+
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: Tensor,
-                  samples: List[Any]) -> float:
-    """Forward, loss, backward and optimizer step; returns the loss."""
+                  samples: List[Any], correction_weights: Sequence[float] = ()) -> float:
+    """Forward, loss, backward and optimizer step; returns the loss.
+
+    With ``correction_weights`` the loss also has the fixed-point correction terms of the
+    states the MDEQ backbone sampled (see :class:`FixedPointCorrectionHook`).
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss, _ = model.parse_losses(model.loss(inputs, samples))
+    losses = model.loss(inputs, samples)
+    if correction_weights:
+        losses.update(fixed_point_correction_losses(model, find_mdeq(model).last_trajectory,
+                                                    samples, correction_weights))
+    loss, _ = model.parse_losses(losses)
     loss.backward()
     optimizer.step()
     return float(loss.detach())
@@ -80,11 +112,12 @@ def _first_step(spec: Dict[str, Any]):
     inputs, samples = inputs.to(device), [s.to(device) for s in samples]
     # lr 0: every step sees the same weights, so the solver work does not drift.
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=0.9)
+    weights = _use_fixed_point_correction(model, spec.get('fixed_point_correction'))
     model.train()
     optimizer.zero_grad(set_to_none=True)
     static = tensor_bytes([*model.parameters(), *model.buffers(), inputs])
     with rss_peak_delta() as rss, peak_tensor_bytes(device) as peak:
-        first_s = time_call(lambda: training_step(model, optimizer, inputs, samples))
+        first_s = time_call(lambda: training_step(model, optimizer, inputs, samples, weights))
     result = dict(params=sum(p.numel() for p in model.parameters()), static_bytes=static,
                   train_peak_bytes=peak['peak'] + (static if device.type != 'cuda' else 0),
                   rss_delta_bytes=rss['bytes'], first_step_s=first_s,
@@ -93,13 +126,25 @@ def _first_step(spec: Dict[str, Any]):
         model.eval()
         result.update(count_flops(model, inputs))
         model.train()
-    return model, optimizer, inputs, samples, result
+    return model, optimizer, inputs, samples, weights, result
+
+
+def _use_fixed_point_correction(model: nn.Module,
+                                hook_args: Optional[Dict[str, Any]]) -> List[float]:
+    """Make the MDEQ sample its solve as ``FixedPointCorrectionHook(**hook_args)`` does; the
+    states' loss weights (none without ``hook_args``)."""
+    if not hook_args:
+        return []
+    from mdeq_mm.engine.hooks import FixedPointCorrectionHook
+    hook = FixedPointCorrectionHook(**hook_args)
+    find_mdeq(model).deq.trajectory_cfg = hook.trajectory_cfg
+    return hook.weights
 
 
 def _serve(conn, spec: Dict[str, Any]) -> None:
     """Worker process: first step, then one timed step per 'step' request until 'close'."""
     try:
-        model, optimizer, inputs, samples, result = _first_step(spec)
+        model, optimizer, inputs, samples, weights, result = _first_step(spec)
     except Exception as err:  # reported to the parent, which records the failed model
         conn.send({'error': f'{type(err).__name__}: {err}'})
         return
@@ -109,7 +154,7 @@ def _serve(conn, spec: Dict[str, Any]) -> None:
     while conn.recv() == 'step':
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
-        seconds = time_call(lambda: training_step(model, optimizer, inputs, samples))
+        seconds = time_call(lambda: training_step(model, optimizer, inputs, samples, weights))
         if device.type == 'cuda':
             torch.cuda.synchronize(device)
         history.append(solver_stats(model))
@@ -124,7 +169,8 @@ class StepWorker:
         ctx: A multiprocessing context (e.g. ``'forkserver'`` with the libraries preloaded).
         spec (dict): ``config`` (path or ``mmseg::``/``mmpretrain::`` name), ``size`` (H, W),
             ``batch``, ``threads``; optional ``backbone`` (overrides), ``checkpoint``,
-            ``device``, ``seed``, ``flops`` (bool).
+            ``device``, ``seed``, ``flops`` (bool), ``fixed_point_correction`` (the
+            arguments of a ``FixedPointCorrectionHook``; see :func:`recipe_spec`).
 
     Attributes:
         result (dict): The first step's measurements, or ``{'error': ...}``.

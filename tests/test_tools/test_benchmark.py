@@ -25,7 +25,7 @@ def test_benchmark_quick_writes_complete_report(tmp_path, run_tool):
         assert (tmp_path / name).stat().st_size > 0, name
     report = json.loads((tmp_path / 'results.json').read_text())
     runs = report['steps']['1']
-    assert len(runs) == 4
+    assert len(runs) == 5
     for key, run in runs.items():
         assert 'error' not in run, run
         for field in ('params', 'train_peak_bytes', 'static_bytes', 'step_time_s'):
@@ -37,6 +37,9 @@ def test_benchmark_quick_writes_complete_report(tmp_path, run_tool):
     assert positive(implicit['flops_f']) and positive(implicit['flops_outside_f'])
     assert positive(runs['HRNet-W18-Small']['flops'])
     assert runs['MDEQ-tiny (demo) phantom, trained']['backward'] is None
+    # the recommended recipe: half the forward budget (6 of 12), Jacobian-free, no linear solve
+    recipe = runs['MDEQ-tiny (demo) recommended, trained']
+    assert recipe['forward']['nfe'] <= 6 and recipe['backward'] is None
     assert report['checkpoint'].endswith('iter_3.pth')
 
     memory = report['memory']
@@ -49,6 +52,7 @@ def test_benchmark_quick_writes_complete_report(tmp_path, run_tool):
 
     goals = report['goals']
     assert any('at 8 / at 2 f-evals' in g['name'] for g in goals)
+    assert any('recommended recipe / HRNet-W18-Small' in g['name'] for g in goals)
     assert all(g['value'] is not None for g in goals)
     assert '## Goals' in (tmp_path / 'results.md').read_text()
 
