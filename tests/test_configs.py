@@ -96,3 +96,38 @@ def test_stock_derived_configs_change_only_the_backbone_and_the_head_channels(
                   if not any(key == ok or key.startswith(f'{ok}.') for ok in SWAPPABLE)}
     assert not unexpected
     assert ours['model']['backbone']['type'] == 'mdeq_mm.MDEQ'
+
+
+def _recipe_base(cfg: Config) -> Config:
+    """The config a recipe variant (``-jfb-fpc``/``-fpc``) inherits from."""
+    base = cfg.filename.replace('-jfb-fpc_', '_').replace('-fpc_', '_')
+    return load(base)
+
+
+def test_recipe_variants_change_only_the_training_recipe(config_file):
+    name = config_file.rsplit('/', 1)[-1]
+    if '-fpc_' not in name:
+        pytest.skip('not a recipe variant')
+    cfg, base = load(config_file), _recipe_base(load(config_file))
+    hooks = {hook.type: hook for hook in cfg.custom_hooks}
+    assert hooks['DEQWarmupHook'] == dict(type='DEQWarmupHook', warmup_iters=0)
+    assert [h.type for h in cfg.custom_hooks][:-1] == [h.type for h in base.custom_hooks]
+    correction = hooks['FixedPointCorrectionHook']
+    budget = base.model.backbone.forward_solver.max_iter
+    if '-jfb-fpc_' in name:
+        # Jacobian-free, half the forward budget in training, the full one in evaluation
+        assert cfg.model.backbone.backward == dict(type='jfb')
+        assert cfg.model.backbone.forward_solver.max_iter == (budget + 1) // 2
+        assert cfg.model.backbone.eval_max_iter == budget
+        assert correction.n_states == 1
+    else:
+        assert cfg.model.backbone.backward == dict(type='phantom', k=5, tau=0.6)
+        assert cfg.model.backbone.forward_solver.max_iter == budget
+        assert correction.n_states == 2
+    # everything else is the base's: the model outside the solver, data, schedule
+    for key in ('train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg'):
+        assert cfg[key] == base[key], key
+    strip = ('backward', 'forward_solver', 'eval_max_iter')
+    assert ({k: v for k, v in cfg.model.backbone.items() if k not in strip} ==
+            {k: v for k, v in base.model.backbone.items() if k not in strip})
+    assert cfg.model.get('decode_head') == base.model.get('decode_head')
