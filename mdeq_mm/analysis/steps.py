@@ -29,7 +29,8 @@ def recipe_spec(config: str) -> Dict[str, Any]:
 
     ``backbone``: the config backbone's ``backward``, ``forward_solver`` and
     ``eval_max_iter``; ``fixed_point_correction``: the arguments of its
-    ``FixedPointCorrectionHook``, if it has one (the hook's work is what a timed step adds).
+    ``FixedPointCorrectionHook``, if it has one (the hook's work is what a timed step adds;
+    every timed step is corrected, whatever the hook's ``prob``).
 
     Args:
         config (str): Config path.
