@@ -1,7 +1,7 @@
-# MDEQ-large on Cityscapes with the recommended training recipe (README, "Which recipe"; measured on the real frame
-# and the digits, not on this data set): no unrolled warm-up, Jacobian-free backprop, half the
-# forward budget in training (14 of 27 steps; evaluation keeps 27) and fixed-point correction
-# of 1 state of the solve (weight 0.8).
+# MDEQ-large on Cityscapes with the recommended training recipe (README, "Which recipe"; measured on
+# the real frame and the digits, not on this data set): no unrolled warm-up, Jacobian-free backprop,
+# half the forward budget in training (14 of 27 steps; evaluation keeps 27) and fixed-point
+# correction of 1 state of the solve (weight 0.8).
 _base_ = './fcn_mdeq-large_4xb3-120k_cityscapes-512x1024.py'
 model = dict(
     backbone=dict(

@@ -1,8 +1,7 @@
-# MDEQ-small on the real frame with the recommended training recipe (README, "Which recipe"):
-# no unrolled warm-up, Jacobian-free backprop, half the forward budget in training (6 of the
-# frame's 12 steps; validation keeps 12) and fixed-point correction of 1 state of the solve
-# (step 3, weight 0.8). Seed 0, mIoU @20...@120: 31.7 / 49.2 / 53.9 / 62.5 / 64.5 / 65.9
-# (HRNet-W18: 10.4 ... 55.5).
+# MDEQ-small on the real frame with the recommended training recipe (README, "Which recipe"): no
+# unrolled warm-up, Jacobian-free backprop, half the forward budget in training (6 of the frame's 12
+# steps; validation keeps 12) and fixed-point correction of 1 state of the solve (step 3, weight
+# 0.8). Seed 0, mIoU @20...@120: 31.7 / 49.2 / 53.9 / 62.5 / 64.5 / 65.9 (HRNet-W18: 10.4 ... 55.5).
 _base_ = './fcn_mdeq-small_1xb2-120it_cityscapes-frame-128x256.py'
 model = dict(
     backbone=dict(

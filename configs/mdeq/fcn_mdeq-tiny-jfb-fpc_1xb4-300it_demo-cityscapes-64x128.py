@@ -1,7 +1,7 @@
-# The quick-start job (tiny MDEQ, generated street scenes) with the recommended training recipe (README, "Which recipe"; measured on the real frame
-# and the digits, not on this data set): no unrolled warm-up, Jacobian-free backprop, half the
-# forward budget in training (6 of 12 steps; evaluation keeps 12) and fixed-point correction
-# of 1 state of the solve (weight 0.8).
+# The quick-start job (tiny MDEQ, generated street scenes) with the recommended training recipe
+# (README, "Which recipe"; measured on the real frame and the digits, not on this data set): no
+# unrolled warm-up, Jacobian-free backprop, half the forward budget in training (6 of 12 steps;
+# evaluation keeps 12) and fixed-point correction of 1 state of the solve (weight 0.8).
 _base_ = './fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py'
 model = dict(
     backbone=dict(

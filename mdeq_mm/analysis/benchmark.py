@@ -1,9 +1,10 @@
 """The benchmark as one function: MDEQ at initialization and at a trained state, against HRNet.
 
 :func:`run_benchmark` trains (or loads) the trained state, then measures, each part in fresh
-processes: training steps of MDEQ-small (implicit at both states, phantom) and HRNet-W18 in
-interleaved rounds at every thread count; peak memory against f-evaluations (implicit and
-unrolled); a 26-step forward solve with our solvers and TorchDEQ's on the same f and z0; and
+processes: training steps of MDEQ-small (implicit at both states, phantom, the recommended
+recipe) and HRNet-W18 in interleaved rounds at every thread count; peak memory against
+f-evaluations (implicit and unrolled); the evaluation forward from a learned start against the
+cold start; a 26-step forward solve with our solvers and TorchDEQ's on the same f and z0; and
 f itself (eager, ``channels_last``, optionally ``torch.compile``; convolution GFLOP/s). The
 results are judged by :func:`mdeq_mm.analysis.goals.judge`.
 """
@@ -26,6 +27,7 @@ from .f_speed import f_conv_efficiency, f_variants
 from .goals import GoalThresholds, judge
 from .models import build_model, find_mdeq, load_config, mdeq_budgets
 from .solvers import race
+from .starts import start_speed
 from .steps import interleaved_steps, recipe_spec
 from .timing import RatioSummary
 from .training import train_checkpoint
@@ -47,6 +49,11 @@ class BenchmarkSettings:
         recipe_config (str, optional): A config whose training recipe (backward, forward
             budget, fixed-point correction; :func:`~mdeq_mm.analysis.steps.recipe_spec`)
             is timed on ``seg_config``'s model beside the implicit step.
+        initializer_config (str, optional): ``train_config``'s model with a learned
+            initializer and the schedule that trains it (``InitializerTrainingHook``): it is
+            trained from the trained state, then the evaluation forward from its start is
+            timed against the cold start (:func:`~mdeq_mm.analysis.starts.start_speed`).
+        initializer_iters (int, optional): Its training iterations instead of the config's.
         mdeq (str): The MDEQ's name in the report. Defaults to 'MDEQ-small'.
         size (tuple[int, int]): Input height and width.
         batch (int): Batch size.
@@ -67,6 +74,8 @@ class BenchmarkSettings:
     hrnet_config: str
     hrnet: str
     recipe_config: Optional[str] = None
+    initializer_config: Optional[str] = None
+    initializer_iters: Optional[int] = None
     mdeq: str = 'MDEQ-small'
     size: Tuple[int, int] = (128, 256)
     batch: int = 2
@@ -179,6 +188,19 @@ def run_benchmark(s: BenchmarkSettings,
     }
     memory = interleaved_steps(ctx, memory_specs, 1)
 
+    starts = {}
+    if s.initializer_config:
+        logger.info(f'training the learned initializer: {s.initializer_config} ...')
+        init_checkpoint = _in_fresh_process(
+            ctx, train_checkpoint, s.initializer_config, osp.join(out_dir, 'initializer'),
+            s.threads[-1], s.initializer_iters, checkpoint)
+        for threads in s.threads:
+            logger.info(f'evaluation forward, cold and learned start, {threads} thread(s) ...')
+            starts[str(threads)] = _in_fresh_process(
+                ctx, start_speed, dict(common, config=s.initializer_config,
+                                       checkpoint=init_checkpoint, threads=threads,
+                                       rounds=s.rounds))
+
     solvers, f_results = {}, {}
     for threads in s.threads:
         logger.info(f'solver race and f variants, {threads} thread(s) ...')
@@ -192,7 +214,8 @@ def run_benchmark(s: BenchmarkSettings,
         date=datetime.datetime.now().strftime('%Y-%m-%d %H:%M'), command=command,
         machine=_machine(), settings=dataclasses.asdict(s), trained=trained,
         checkpoint=checkpoint, mdeq=s.mdeq, hrnet=s.hrnet, steps=steps, step_ratios=step_ratios,
-        memory=memory, memory_f_evals=s.memory_f_evals, solvers=solvers, f=f_results)
+        memory=memory, memory_f_evals=s.memory_f_evals, starts=starts, solvers=solvers,
+        f=f_results)
     results['goals'] = [g.to_dict() for g in judge(results, s.thresholds)]
     results['wall_time_s'] = time.perf_counter() - start
     for g in results['goals']:

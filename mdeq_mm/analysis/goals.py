@@ -30,6 +30,8 @@ class GoalThresholds:
             compiled) from which the variant is worth adopting. Defaults to 1.2.
         recipe_step_vs_hrnet (float): MDEQ-small training step with the recommended recipe
             over HRNet-W18's, at most. Defaults to 1.0.
+        learned_start_steps (float): Forward solver steps to the tolerance from the learned
+            start over those from the cold start, at most. Defaults to 0.5.
     """
 
     step_time_vs_hrnet: float = 2.0
@@ -39,6 +41,7 @@ class GoalThresholds:
     overhead_vs_torchdeq: float = 1 / 3
     f_variant_speedup: float = 1.2
     recipe_step_vs_hrnet: float = 1.0
+    learned_start_steps: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,9 @@ def judge(results: Mapping[str, Any], thresholds: GoalThresholds) -> List[Goal]:
 
     Args:
         results (Mapping): The benchmark's results: ``mdeq`` and ``hrnet`` (names),
-            ``step_ratios`` (per thread count, per
-            comparison, a RatioSummary dict), ``memory`` (runs keyed ``implicit-<n>`` and
+            ``step_ratios`` (per thread count, per comparison, a RatioSummary dict),
+            ``starts`` (per thread count, a :func:`~mdeq_mm.analysis.starts.start_speed`
+            result), ``memory`` (runs keyed ``implicit-<n>`` and
             ``unrolled-<n>``), ``memory_f_evals``, ``solvers`` (per thread count, a
             :func:`~mdeq_mm.analysis.solvers.race` result), ``f`` (per thread count, the
             :func:`~mdeq_mm.analysis.f_speed.f_variants` result under ``variants``).
@@ -126,6 +130,10 @@ def judge(results: Mapping[str, Any], thresholds: GoalThresholds) -> List[Goal]:
             goals.append(_ratio_goal(f'{mdeq} recommended recipe / {hrnet} training step, '
                                      f'{threads} thread(s)', ratios['recipe_over_hrnet'],
                                      '<=', t.recipe_step_vs_hrnet))
+    for threads, starts in results.get('starts', {}).items():
+        goals.append(Goal(f'evaluation solver steps, learned / cold start, {threads} thread(s)',
+                          _ratio(starts['learned']['steps'], starts['cold']['steps']), '<=',
+                          t.learned_start_steps))
     memory = results.get('memory', {})
     n = results.get('memory_f_evals')
     goals.append(Goal(f'implicit / unrolled training peak memory at {n} f-evals',

@@ -142,6 +142,18 @@ def markdown(results: Mapping[str, Any]) -> str:
         for name, summary in results['step_ratios'][threads].items():
             lines.append(f'- {name.replace("_", " ")}: {_summary(summary)}')
         lines.append('')
+    for threads, starts in results.get('starts', {}).items():
+        lines += [f'## Evaluation forward from the learned start, {threads} thread(s)', '',
+                  'Trained state with its learned initializer (trained here from it); cold: the '
+                  'same model solving from zeros. Solves stop at the config\'s tolerance; times '
+                  f'are medians of {s["rounds"]} interleaved rounds in one process.', '',
+                  '| start | forward s (median) | solver steps | f-evals (batched) | rel. res. |',
+                  '|---|---|---|---|---|']
+        for start in ('cold', 'learned'):
+            r = starts[start]
+            lines.append(f'| {start} | {r["time_s"]:.3f} | {r["steps"]:.1f} | {r["nfe"]:.0f} | '
+                         f'{r["rel_res"]:.2e} |')
+        lines += ['', f'- learned over cold: {_summary(starts["learned_over_cold"])}', '']
     lines += ['## Peak memory against f-evaluations (trained state)', '',
               f'Fixed budgets (tol 0), {s["threads"][0]} thread(s), one timed step.', '',
               *memory_table(results['memory']), '', '![memory](memory_vs_f_evals.png)', '']

@@ -19,7 +19,8 @@ DEMO_SCENES = dict(num_train=24, num_val=2, height=128, width=256, seed=0)
 def train_checkpoint(config: str,
                      work_dir: str,
                      threads: Optional[int] = None,
-                     iters: Optional[int] = None) -> str:
+                     iters: Optional[int] = None,
+                     load_from: Optional[str] = None) -> str:
     """Train ``config`` on generated street scenes and return its final checkpoint.
 
     The scenes are written under ``work_dir`` and validation is switched off; everything else
@@ -32,6 +33,8 @@ def train_checkpoint(config: str,
         threads (int, optional): Torch threads. Defaults to torch's setting.
         iters (int, optional): Training iterations instead of the config's (a warm-up
             given as ``warmup_ratio`` scales with them).
+        load_from (str, optional): Weights to start from (e.g. a trained segmentor whose
+            learned initializer the config trains). Defaults to None.
 
     Returns:
         str: Path of the checkpoint after the last iteration.
@@ -59,6 +62,8 @@ def train_checkpoint(config: str,
         cfg.default_hooks.checkpoint.interval = iters
         for scheduler in cfg.param_scheduler:
             scheduler.end = min(scheduler.end, iters)
+    if load_from is not None:
+        cfg.load_from = load_from
     cfg.log_level = 'WARNING'
     runner = RUNNERS.build(cfg)
     MMLogger.get_current_instance().setLevel(logging.WARNING)

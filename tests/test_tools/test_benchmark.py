@@ -42,6 +42,14 @@ def test_benchmark_quick_writes_complete_report(tmp_path, run_tool):
     assert recipe['forward']['nfe'] <= 6 and recipe['backward'] is None
     assert report['checkpoint'].endswith('iter_3.pth')
 
+    # the evaluation forward from the learned start (an initializer trained for 2 iterations
+    # from the 3-iteration state) and from zeros, both timed every round
+    starts = report['starts']['1']
+    for start in ('cold', 'learned'):
+        assert len(starts[start]['times_s']) == 2 and starts[start]['steps'] >= 1
+    assert positive(starts['learned_over_cold']['median'])
+    assert any('learned / cold start' in g['name'] for g in report['goals'])
+
     memory = report['memory']
     assert memory['implicit-8']['first_step']['forward']['nfe'] == QUICK_SWEEP[-1]
     assert memory['unrolled-8']['train_peak_bytes'] > memory['unrolled-2']['train_peak_bytes']
