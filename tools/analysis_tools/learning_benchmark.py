@@ -109,7 +109,7 @@ def summary_rows(curves: Dict[str, List[LearningCurve]], seeds: Sequence[int]) -
     """Per-iteration table: the mean over seeds, each seed's final value, loss, time, load."""
     first = next(iter(curves.values()))[0]
     rows = ['| model | ' + ' | '.join(f'@{it}' for it in first.val_iters) +
-            ' | final per seed | largest loss rise | s/iter | load | fwd rel. res. (last) |',
+            ' | final per seed | largest loss rise | s/iter | load | train fwd rel. res. (last) |',
             '|---' * (len(first.val_iters) + 6) + '|']
     for name, runs in curves.items():
         mean = mean_curve(runs)
@@ -121,15 +121,15 @@ def summary_rows(curves: Dict[str, List[LearningCurve]], seeds: Sequence[int]) -
                     f'{mean.sec_per_iter:.2f} | {load} | '
                     f"{'-' if math.isnan(res) else f'{res:.4f}'} |")
     rows += ['', f'Mean over seeds {list(seeds)}; load: 1-minute load average at the start and '
-             'end of the runs (2 cores).']
+             f'end of the runs ({os.cpu_count()} cores).']
     return rows
 
 
 def per_second_rows(curves: Dict[str, List[LearningCurve]], reference: str) -> List[str]:
-    """The metric each contender had reached (mean over seeds) at the training times of the
-    reference's validations."""
+    """Each contender's metric (mean over seeds) after the training times of the reference's
+    validations, linear between its own validations (see ``metric_at_seconds``)."""
     ref = mean_curve(curves[reference])
-    rows = [f'| model | ' + ' | '.join(f'{t:.0f} s' for t in ref.train_seconds) + ' |',
+    rows = ['| model | ' + ' | '.join(f'{t:.0f} s' for t in ref.train_seconds) + ' |',
             '|---' * (len(ref.train_seconds) + 1) + '|']
     for name, runs in curves.items():
         mean = mean_curve(runs)
