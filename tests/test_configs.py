@@ -1,6 +1,7 @@
 """The shipped configs: each one loads and builds its model, the bases keep to their layer, and the
 metafiles index every config."""
 import functools
+from pathlib import Path
 
 import pytest
 import yaml
@@ -8,6 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import MODELS, init_default_scope
 
 DEQ_HOOKS = ['DEQWarmupHook', 'DEQSolverStatsHook']
+RECIPE_VARIANTS = sorted((Path(__file__).parents[1] / 'configs' / 'mdeq').glob('*-fpc_*.py'))
 
 
 @functools.lru_cache(maxsize=None)
@@ -104,11 +106,11 @@ def _recipe_base(cfg: Config) -> Config:
     return load(base)
 
 
-def test_recipe_variants_change_only_the_training_recipe(config_file):
-    name = config_file.rsplit('/', 1)[-1]
-    if '-fpc_' not in name:
-        pytest.skip('not a recipe variant')
-    cfg, base = load(config_file), _recipe_base(load(config_file))
+@pytest.mark.parametrize('variant', [str(p) for p in RECIPE_VARIANTS],
+                         ids=[p.stem for p in RECIPE_VARIANTS])
+def test_recipe_variants_change_only_the_training_recipe(variant):
+    name = variant.rsplit('/', 1)[-1]
+    cfg, base = load(variant), _recipe_base(load(variant))
     hooks = {hook.type: hook for hook in cfg.custom_hooks}
     assert hooks['DEQWarmupHook'] == dict(type='DEQWarmupHook', warmup_iters=0)
     assert [h.type for h in cfg.custom_hooks][:-1] == [h.type for h in base.custom_hooks]
