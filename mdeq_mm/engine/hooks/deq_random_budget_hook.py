@@ -1,10 +1,9 @@
 """A forward solver budget drawn anew for every training iteration."""
-import numpy as np
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 
 from mdeq_mm.deq.checks import check_int
-from .mdeq_hook import MDEQHook
+from .mdeq_hook import MDEQHook, iteration_rng
 
 BUDGET_KEY = 'train/deq_budget'
 
@@ -41,7 +40,7 @@ class DEQRandomBudgetHook(MDEQHook):
 
     def budget_at(self, iteration: int) -> int:
         """The training budget of ``iteration``."""
-        draw = np.random.default_rng((self.seed, iteration)).integers(-self.delta, self.delta + 1)
+        draw = iteration_rng(self.seed, iteration).integers(-self.delta, self.delta + 1)
         return max(1, self.backbone.deq.forward_cfg.max_iter + int(draw))
 
     def before_train_iter(self,

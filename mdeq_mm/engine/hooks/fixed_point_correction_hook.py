@@ -1,7 +1,6 @@
 """Fixed-point correction: the task loss also on states sampled along the MDEQ's solve."""
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 from torch import nn
@@ -9,7 +8,7 @@ from torch import nn
 from mdeq_mm.deq import TrajectoryConfig
 from mdeq_mm.deq.checks import check_int, check_number
 from mdeq_mm.models.losses import correction_weights, fixed_point_correction_losses
-from .mdeq_hook import MDEQHook, forward_mode
+from .mdeq_hook import MDEQHook, forward_mode, iteration_rng
 
 DATA_SAMPLES_POSITION = 1
 
@@ -82,7 +81,7 @@ class FixedPointCorrectionHook(MDEQHook):
     def corrects(self, iteration: int) -> bool:
         """Whether training iteration ``iteration`` is corrected."""
         return self.prob == 1.0 or bool(
-            np.random.default_rng((self.seed, iteration)).random() < self.prob)
+            iteration_rng(self.seed, iteration).random() < self.prob)
 
     def before_train_iter(self,
                           runner,

@@ -1,13 +1,12 @@
 """Jacobian regularization of the MDEQ layer on a schedule, as the ``loss_jac`` loss."""
 from typing import Any, Dict, Optional, Tuple
 
-import numpy as np
 from mmengine.hooks.hook import DATA_BATCH
 from mmengine.registry import HOOKS
 from torch import nn
 
 from mdeq_mm.deq.checks import check_int, check_number
-from .mdeq_hook import MDEQHook, forward_mode
+from .mdeq_hook import MDEQHook, forward_mode, iteration_rng
 
 LOSS_KEY = 'loss_jac'
 
@@ -100,7 +99,7 @@ class JacobianRegHook(MDEQHook):
 
     def is_regularized(self, iteration: int) -> bool:
         """Whether ``iteration`` draws the regularizer (before the weight is considered)."""
-        return bool(np.random.default_rng((self.seed, iteration)).random() < self.prob)
+        return bool(iteration_rng(self.seed, iteration).random() < self.prob)
 
     def before_run(self, runner) -> None:
         """Find the backbone and hook the loss dict of the data model."""

@@ -1,6 +1,7 @@
 """The base of the MDEQ hooks: it finds the MDEQ backbone (and the data model) of the runner."""
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import numpy as np
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from torch import nn
@@ -41,6 +42,13 @@ def get_mdeq_backbone(model: nn.Module, hook_name: str) -> MDEQ:
             return module
     raise ValueError(f'{hook_name} needs a model with an MDEQ backbone; found none in '
                      f'{type(model).__name__}')
+
+
+def iteration_rng(seed: int, iteration: int) -> np.random.Generator:
+    """The random generator of training iteration ``iteration``: seeded by ``(seed,
+    iteration)`` only, so every rank draws the same without communication and a resumed run
+    repeats the draws of the original one."""
+    return np.random.default_rng((seed, iteration))
 
 
 def forward_mode(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
