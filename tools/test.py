@@ -8,13 +8,13 @@ machines like ``tools/train.py`` (CPU model wrapper, SyncBN as BN). Unlike mmeng
 ``--allow-partial-load`` is given.
 """
 import argparse
+import os.path as osp
 
 import mdeq_mm  # noqa: F401  (registers MDEQ components)
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, add_launch_args, build_runner,
-                                   enable_tta, enable_visualization,
-                                   load_checkpoint, load_tool_config, parse_tool_args,
-                                   warn_if_nothing_painted)
+                                   enable_tta, enable_visualization, load_checkpoint_before_run,
+                                   load_tool_config, parse_tool_args, warn_if_nothing_painted)
 from mdeq_mm.models.head_channels import HeadChannelsError
 
 
@@ -69,22 +69,24 @@ def main() -> None:
         if isinstance(evaluators, dict):
             evaluators = [evaluators]
         cfg.test_evaluator = [*evaluators, dict(type='DumpResults', out_file_path=args.out)]
-    # load_checkpoint below loads the weights, after checking that they fit; the runner must
-    # not load them again (cfg.load_from), which would print mmengine's line per unfit key
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    # The runner loads the weights where it loads load_from, after checking that they fit; it
+    # must not load them again (cfg.load_from), which would print mmengine's line per unfit key
     cfg.load_from = None
     try:
         runner = build_runner(cfg)
     except HeadChannelsError as err:
         raise SystemExit(str(err)) from err
-    try:
-        load_checkpoint(runner, args.checkpoint, strict=not args.allow_partial_load)
-    except IncompatibleCheckpointError as err:
-        raise SystemExit(f'{err}\nPass --allow-partial-load to evaluate it anyway.') from err
-    except (FileNotFoundError, UnreadableCheckpointError) as err:
-        raise SystemExit(str(err)) from err
+    load_checkpoint_before_run(runner, args.checkpoint, strict=not args.allow_partial_load)
     if args.show or args.show_dir:
         warn_if_nothing_painted(runner, args.interval)
-    runner.test()
+    try:
+        runner.test()
+    except IncompatibleCheckpointError as err:
+        raise SystemExit(f'{err}\nPass --allow-partial-load to evaluate it anyway.') from err
+    except UnreadableCheckpointError as err:
+        raise SystemExit(str(err)) from err
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -390,8 +391,9 @@ def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
     Keys and shapes are compared before anything is loaded, so a checkpoint of another model
     gives one summary (:class:`IncompatibleCheckpointError`) instead of mmengine's line per
     key. Then, as ``Runner.load_checkpoint`` does, ``after_load_checkpoint`` hooks (such as
-    EMA) see the checkpoint and the weights that fit are loaded; the caller leaves the config's
-    ``load_from`` unset so that the runner does not load the file again.
+    EMA) see the checkpoint and the weights that fit are loaded. Like the runner's own loading
+    it belongs after the ``before_run`` hooks (EMA builds its averaged model there): see
+    :func:`load_checkpoint_before_run`.
 
     Args:
         runner (Runner): The runner whose model receives the weights.
@@ -410,21 +412,52 @@ def load_checkpoint(runner: Runner, filename: str, strict: bool = True) -> dict:
     """
     checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
     model = data_model(runner)
-    source = checkpoint.get('state_dict', checkpoint)
-    metadata = getattr(source, '_metadata', None)
-    source = OrderedDict((WRAPPER_PREFIX.sub('', key), value) for key, value in source.items())
-    missing, unexpected, mismatched = checkpoint_fit(model, source)
+
+    def weights():
+        return OrderedDict((WRAPPER_PREFIX.sub('', key), value)
+                           for key, value in checkpoint.get('state_dict', checkpoint).items())
+
+    missing, unexpected, mismatched = checkpoint_fit(model, weights())
     if missing or unexpected or mismatched:
         error = IncompatibleCheckpointError(filename, missing, unexpected, mismatched)
         if strict:
             raise error
         runner.logger.warning(f'{error}; loading the keys that fit')
+    # the hooks may change the state dict (EMAHook swaps the averaged weights out of it)
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    metadata = getattr(checkpoint.get('state_dict', checkpoint), '_metadata', None)
     fitting = OrderedDict(
-        (key, value) for key, value in source.items() if key not in mismatched)
+        (key, value) for key, value in weights().items() if key not in mismatched)
     if metadata is not None:  # BN layers read their version from it
         fitting._metadata = OrderedDict(
             (WRAPPER_PREFIX.sub('', key), value) for key, value in metadata.items())
     model.load_state_dict(fitting, strict=False)
     runner.logger.info(f'Load checkpoint from {filename}')
     return checkpoint
+
+
+class _LoadCheckpointHook(Hook):
+    """Runs :func:`load_checkpoint` as the last ``before_run`` hook."""
+
+    def __init__(self, filename: str, strict: bool) -> None:
+        self.filename, self.strict = filename, strict
+
+    def before_run(self, runner: Runner) -> None:
+        load_checkpoint(runner, self.filename, self.strict)
+
+
+def load_checkpoint_before_run(runner: Runner, filename: str, strict: bool = True) -> None:
+    """Have the runner :func:`load_checkpoint` when it starts, where it loads ``load_from``.
+
+    mmengine loads ``load_from`` after every ``before_run`` hook, because hooks such as
+    EMAHook build what their ``after_load_checkpoint`` fills there; this loads at the same
+    point (a hook of the lowest priority), with :func:`load_checkpoint`'s checks. Leave the
+    config's ``load_from`` unset so that the runner does not load the file again. The errors of
+    :func:`load_checkpoint` come out of the runner's ``test()`` / ``val()`` / ``train()``.
+
+    Args:
+        runner (Runner): The runner, not started yet.
+        filename (str): Checkpoint path or URL.
+        strict (bool): As in :func:`load_checkpoint`. Defaults to True.
+    """
+    runner.register_hook(_LoadCheckpointHook(filename, strict), priority='LOWEST')

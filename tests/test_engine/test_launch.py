@@ -8,15 +8,18 @@ import os
 import pytest
 import torch
 from mmengine.config import Config
+from mmengine.hooks import EMAHook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from mmpretrain.engine.hooks import EMAHook as PretrainEMAHook
 from torch import nn
 
 from mdeq_mm.engine.checkpoint import UnreadableCheckpointError
 from mdeq_mm.engine.launch import (IncompatibleCheckpointError, adapt_to_cpu_processes,
-                                   add_launch_args, add_resume_arg,
-                                   enable_tta, enable_visualization, load_checkpoint,
-                                   parse_tool_args, set_resume, tool_parser)
+                                   add_launch_args, add_resume_arg, enable_tta,
+                                   enable_visualization, load_checkpoint,
+                                   load_checkpoint_before_run, parse_tool_args, set_resume,
+                                   tool_parser)
 
 
 def test_launch_arguments_parse_like_mmsegs_and_export_the_local_rank(monkeypatch):
@@ -139,6 +142,31 @@ def test_fitting_checkpoint_loads_every_tensor(tmp_path):
     load_checkpoint(runner, str(path))
     for key, value in source.state_dict().items():
         assert torch.equal(runner.model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize('ema_hook', [EMAHook, PretrainEMAHook])
+def test_ema_checkpoint_loads_as_the_runner_loads_it(tmp_path, ema_hook):
+    # A checkpoint as EMAHook saves it: the averaged weights in state_dict, the trained ones
+    # in ema_state_dict. Loading it needs the hook's averaged model, built in before_run.
+    trained, averaged = TwoLayers(), TwoLayers()
+    path = tmp_path / 'ema.pth'
+    torch.save(dict(state_dict=averaged.state_dict(),
+                    ema_state_dict=dict({'module.' + k: v for k, v in trained.state_dict().items()},
+                                        steps=torch.tensor(10))), path)
+    loaded = {}
+    for how in ('ours', 'runner'):
+        runner, hook = toy_runner(tmp_path / how), ema_hook()
+        runner.register_hook(hook)
+        if how == 'ours':
+            load_checkpoint_before_run(runner, str(path))
+            runner.call_hook('before_run')  # as Runner.test() / val() / train() start
+        else:
+            runner.call_hook('before_run')
+            runner.load_checkpoint(str(path))
+        loaded[how] = (runner.model.state_dict(), hook.ema_model.module.state_dict())
+    for ours, reference in zip(loaded['ours'], loaded['runner']):
+        for key, value in reference.items():
+            assert torch.equal(ours[key], value), key
 
 
 def test_truncated_checkpoint_stops_the_loading_with_one_line(tmp_path):
