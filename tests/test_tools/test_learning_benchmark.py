@@ -1,0 +1,43 @@
+"""The frame goals of tools/analysis_tools/learning_benchmark.py, judged on made-up curves."""
+import importlib.util
+import os.path as osp
+
+from mdeq_mm.analysis.learning_curves import LearningCurve
+
+TOOL = osp.join(osp.dirname(__file__), '..', '..', 'tools', 'analysis_tools',
+                'learning_benchmark.py')
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location('learning_benchmark', TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def curve(name, metric, seconds):
+    return LearningCurve(name=name, metric_name='mIoU', train_iters=[10, 20, 30, 40],
+                         loss=[1.0, 0.8, 0.6, 0.5], val_iters=[10, 20, 30, 40], metric=metric,
+                         train_seconds=seconds)
+
+
+def goals(ours_metric, fast_metric):
+    curves = {
+        'ours': [curve('ours', ours_metric, [10, 20, 30, 40])],
+        'authors': [curve('authors', [5, 10, 15, 20], [15, 30, 45, 60])],
+        'fast': [curve('fast', fast_metric, [2, 4, 6, 8])],
+    }
+    rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast')
+    return {row.split(' | ')[0].lstrip('| '): row.rstrip(' |').split(' | ')[-1] for row in rows}
+
+
+def test_per_second_goal_judges_the_second_half_of_our_run_against_the_baseline_then():
+    # The fast baseline ends (at 8 s) with 50; from our run's middle (20 s) on we have 50+.
+    judged = goals([30, 50, 55, 60], [20, 40, 48, 50])
+    row = ('ours >= fast per second of training from the middle of its run (20 s, at its '
+           'validations)')
+    assert judged[row] == 'met'
+    # early on (10 s) we trail: the every-equal-time goal fails, the from-the-middle one not
+    assert judged['ours >= fast at every equal training time (at its validations)'] == 'NOT met'
+    judged = goals([30, 49, 55, 60], [20, 40, 48, 50])
+    assert judged[row] == 'NOT met'
