@@ -1,0 +1,12 @@
+# MDEQ-small on the real frame with the recommended recipe (./fcn_mdeq-small-jfb-fpc_1xb2-120it_
+# cityscapes-frame-128x256.py) plus Jacobian regularization that ramps up (weight 0 for the first
+# 30 iterations, then +0.25 every 30, on a random quarter of the iterations), so that the solves
+# stay cheap to find: validation reaches the tolerance (1e-3) at the end of training in all of
+# seeds 0-2 (relative residual 5-8e-4, 11-12 steps; without the regularization 0.004-0.02 after
+# the whole 12-step budget). mIoU @20...@120, mean of seeds 0-2: 36.9 / 49.5 / 53.7 / 55.2 / 60.8
+# / 62.5 (without: 36.9 / 50.1 / 54.1 / 57.9 / 63.2 / 64.1), about 10% more time per iteration.
+_base_ = './fcn_mdeq-small-jfb-fpc_1xb2-120it_cityscapes-frame-128x256.py'
+custom_hooks = [
+    *_base_.custom_hooks,
+    dict(type='JacobianRegHook', weight=0.0, prob=0.25, ramp_step=0.25, ramp_interval=30)
+]
