@@ -10,10 +10,10 @@ def test_both_starts_are_timed_every_round_and_solve_from_their_own_state(config
                                                                           tmp_path):
     config = config_path('mdeq/fcn_mdeq-tiny-init_1xb4-15it_demo-cityscapes-64x128.py')
     model = build_model(load_config(config))
-    # an initializer that predicts something: its zero-initialized heads get random weights
+    # an initializer that predicts something: its zero-initialized outputs get random weights
     torch.manual_seed(0)
-    for head in find_mdeq(model).initializer.heads:
-        torch.nn.init.normal_(head.weight, std=0.1)
+    for norm in find_mdeq(model).initializer.norms:
+        torch.nn.init.normal_(norm.weight, std=0.1)
     checkpoint = tmp_path / 'init.pth'
     torch.save(dict(state_dict=model.state_dict()), checkpoint)
     result = start_speed(dict(config=config, checkpoint=str(checkpoint), size=(32, 64), batch=1,

@@ -104,8 +104,9 @@ class MDEQ(BaseModule):
         deq_mode (str): 'equilibrium' or 'unrolled' training mode; hooks switch it at run
             time. Evaluation always solves for the equilibrium. Defaults to 'equilibrium'.
         initializer (dict, optional): A learned start state (e.g.
-            ``dict(type='MDEQInitializer')``; ``num_channels`` is filled in): every solve of
-            an image without a given start begins from its prediction instead of zeros.
+            ``dict(type='MDEQInitializer')``; ``num_channels`` is filled in, and
+            ``norm_groups`` unless given): every solve of an image without a given start
+            begins from its prediction instead of zeros.
             Setting ``initializer.fitting`` makes the forward train it instead (see
             :class:`~mdeq_mm.models.layers.MDEQInitializer`). None starts from zeros.
             Defaults to None.
@@ -212,8 +213,10 @@ class MDEQ(BaseModule):
         self.eval_max_iter = eval_max_iter
         self.eval_fixed_budget = eval_fixed_budget
         self.deq_mode = deq_mode
+        # the initializer's outputs are normalized as f's last GroupNorm normalizes z*
         self.initializer = (None if initializer is None else MODELS.build(
-            dict(initializer, num_channels=self.num_channels)))
+            dict(dict(norm_groups=self.arch['num_groups'] // 2), **initializer,
+                 num_channels=self.num_channels)))
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None

@@ -17,8 +17,12 @@ def tiny_mdeq(initializer=dict(type='MDEQInitializer'), seed=0):
     return model.eval()
 
 
-def test_untrained_initializer_is_the_cold_start():
-    plain, learned = tiny_mdeq(initializer=None), tiny_mdeq()
+@pytest.mark.parametrize('initializer', [
+    dict(type='MDEQInitializer'),
+    dict(type='MDEQInitializer', norm_groups=None),  # zero output convolutions instead
+])
+def test_untrained_initializer_is_the_cold_start(initializer):
+    plain, learned = tiny_mdeq(initializer=None), tiny_mdeq(initializer)
     learned.load_state_dict(plain.state_dict(), strict=False)
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
@@ -26,6 +30,15 @@ def test_untrained_initializer_is_the_cold_start():
         for a, b in zip(plain(x), learned(x)):
             torch.testing.assert_close(a, b)
     assert plain.last_forward_stats.steps.tolist() == learned.last_forward_stats.steps.tolist()
+
+
+def test_outputs_are_normalized_as_the_last_group_norm_of_f_unless_told_otherwise():
+    model = tiny_mdeq()
+    groups = model.f.post_fuse_layers[0].gnorm.num_groups
+    assert [norm.num_groups for norm in model.initializer.norms] == [groups, groups]
+    given = tiny_mdeq(dict(type='MDEQInitializer', norm_groups=2))
+    assert given.initializer.norms[0].num_groups == 2
+    assert tiny_mdeq(dict(type='MDEQInitializer', norm_groups=None)).initializer.norms is None
 
 
 def test_initializer_is_in_the_state_dict_and_loads_strictly():
@@ -87,5 +100,7 @@ def test_bad_settings_name_the_value():
         MDEQInitializer(num_channels=(8, 16), distance_weight=-1.0)
     with pytest.raises(ValueError, match='tol'):
         MDEQInitializer(num_channels=(8, 16), target_solver=dict(tol=-1.0))
+    with pytest.raises(ValueError, match=r'norm_groups .*\(8, 16\), got 3'):
+        MDEQInitializer(num_channels=(8, 16), norm_groups=3)
     with pytest.raises(ValueError, match=r'\(B, 8, H, W\)'):
         MDEQInitializer(num_channels=(8, 16))(torch.rand(1, 4, 8, 8))
