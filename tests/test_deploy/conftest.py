@@ -35,14 +35,15 @@ def tiny_segmentor(demo_config):
 
 @pytest.fixture(scope='session')
 def tiny_classifier(config_path):
-    """``tiny_classifier(solver='broyden')``: the digits MDEQ classifier (16x16 inputs), random
-    init, in eval mode."""
+    """``tiny_classifier(solver='broyden', initializer=None)``: the digits MDEQ classifier (16x16
+    inputs), random init, in eval mode."""
 
-    def build(solver='broyden'):
+    def build(solver='broyden', initializer=None):
         cfg = load_config(config_path('mdeq/mdeq-tiny_1xb32-300it_digits-16x16.py'))
         torch.manual_seed(0)
         return build_model(cfg, backbone=dict(
-            forward_solver=dict(type=solver, max_iter=12, tol=1e-3))).eval()
+            forward_solver=dict(type=solver, max_iter=12, tol=1e-3),
+            initializer=initializer)).eval()
 
     return build
 

@@ -60,6 +60,22 @@ def test_exported_classifier_gives_pytorch_scores(tiny_classifier, tmp_path, sol
     assert run_onnx(path, inputs).shape == (2, 10)
 
 
+def test_exported_learned_start_is_the_initializers_prediction(tiny_classifier, tmp_path):
+    model = tiny_classifier(initializer=dict(type='MDEQInitializer'))
+    initializer = model.backbone.initializer
+    torch.manual_seed(1)
+    for norm in initializer.norms:  # an untrained one predicts zeros: make it predict something
+        torch.nn.init.normal_(norm.weight, std=0.5)
+        torch.nn.init.normal_(norm.bias, std=0.5)
+    path = str(tmp_path / 'learned.onnx')
+    export_onnx(model, path, (2, 3, 16, 16), BUDGET)
+    inputs = to_inputs(model, generated_scenes(2, 16, 16)[0])
+    diff = compare_with_pytorch(path, model, inputs, BUDGET)
+    assert diff['max_rel'] < RTOL, diff
+    model.backbone.initializer = None  # the cold start gives other scores at this budget
+    assert compare_with_pytorch(path, model, inputs, BUDGET)['max_rel'] > 10 * RTOL
+
+
 def test_what_cannot_be_exported_is_refused_with_the_reason(tiny_segmentor, tiny_classifier):
     model = tiny_segmentor()
     with pytest.raises(ValueError, match='budget must be an int >= 1.*got 0'):
