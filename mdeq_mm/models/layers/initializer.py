@@ -98,9 +98,10 @@ class MDEQInitializer(BaseModule):
         self.heads = nn.ModuleList(nn.Conv2d(hidden, c, 1) for c in self.num_channels)
         self.norms = None
         if norm_groups is not None:
-            bad = [c for c in self.num_channels if c % norm_groups]
-            if isinstance(norm_groups, bool) or not isinstance(norm_groups, int) or \
-                    norm_groups < 1 or bad:
+            valid = (isinstance(norm_groups, int) and not isinstance(norm_groups, bool)
+                     and norm_groups >= 1
+                     and all(c % norm_groups == 0 for c in self.num_channels))
+            if not valid:
                 raise ValueError('MDEQInitializer norm_groups must be a positive int that '
                                  f'divides every branch\'s channels {self.num_channels}, got '
                                  f'{norm_groups!r}')

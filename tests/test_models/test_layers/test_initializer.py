@@ -100,7 +100,8 @@ def test_bad_settings_name_the_value():
         MDEQInitializer(num_channels=(8, 16), distance_weight=-1.0)
     with pytest.raises(ValueError, match='tol'):
         MDEQInitializer(num_channels=(8, 16), target_solver=dict(tol=-1.0))
-    with pytest.raises(ValueError, match=r'norm_groups .*\(8, 16\), got 3'):
-        MDEQInitializer(num_channels=(8, 16), norm_groups=3)
+    for groups in (3, 0, '4'):
+        with pytest.raises(ValueError, match=rf"norm_groups .*\(8, 16\), got {groups!r}"):
+            MDEQInitializer(num_channels=(8, 16), norm_groups=groups)
     with pytest.raises(ValueError, match=r'\(B, 8, H, W\)'):
         MDEQInitializer(num_channels=(8, 16))(torch.rand(1, 4, 8, 8))
