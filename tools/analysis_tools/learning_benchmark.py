@@ -147,6 +147,10 @@ def cityscapes_goals(curves: Dict[str, List[LearningCurve]], mdeq: str, authors:
     """The issue's goal rows for the frame, on the mean over seeds."""
     ours = mean_curve(curves[mdeq])
     goals = []
+    # per second: at our validations in the second half of our training time, the baseline's
+    # metric after as many seconds (its final one once its run has ended)
+    half = ours.train_seconds[-1] / 2
+    second_half = [i for i, t in enumerate(ours.train_seconds) if t >= half]
     for base in baselines:
         other = mean_curve(curves[base])
         later = [i for i, it in enumerate(ours.val_iters) if it >= 2 * ours.val_iters[0]]
@@ -154,6 +158,12 @@ def cityscapes_goals(curves: Dict[str, List[LearningCurve]], mdeq: str, authors:
         goals.append(goal_row(
             f'{mdeq} >= {base} at every validation from @{ours.val_iters[later[0]]}',
             f'smallest margin {worst:+.1f} mIoU', worst >= 0))
+        worst = min(ours.metric[i] - other.metric_at_seconds(ours.train_seconds[i])
+                    for i in second_half)
+        goals.append(goal_row(
+            f'{mdeq} >= {base} per second of training from the middle of its run '
+            f'({half:.0f} s, at its validations)', f'smallest margin {worst:+.1f} mIoU',
+            worst >= 0))
     ref = mean_curve(curves[reference])
     margins = [ours.metric_at_seconds(t) - m for t, m in zip(ref.train_seconds, ref.metric)]
     known = [m for m in margins if not math.isnan(m)]
@@ -163,18 +173,6 @@ def cityscapes_goals(curves: Dict[str, List[LearningCurve]], mdeq: str, authors:
     goals.append(goal_row(f'{mdeq} >= {reference} at every equal training time (at its '
                           'validations)', measured, len(known) == len(margins)
                           and min(known) >= 0))
-    for base in baselines:
-        # at our validations in the second half of our training time, the baseline's metric
-        # after as many seconds (its final one once its run has ended)
-        other = mean_curve(curves[base])
-        half = ours.train_seconds[-1] / 2
-        later = [i for i, t in enumerate(ours.train_seconds) if t >= half]
-        worst = min(ours.metric[i] - other.metric_at_seconds(ours.train_seconds[i])
-                    for i in later)
-        goals.append(goal_row(
-            f'{mdeq} >= {base} per second of training from the middle of its run '
-            f'({half:.0f} s, at its validations)', f'smallest margin {worst:+.1f} mIoU',
-            worst >= 0))
     theirs = mean_curve(curves[authors])
     goals.append(goal_row(f'{mdeq} final >= {authors} final', f'{ours.metric[-1]:.1f} vs '
                           f'{theirs.metric[-1]:.1f}', ours.metric[-1] >= theirs.metric[-1]))

@@ -215,8 +215,8 @@ class MDEQ(BaseModule):
         self.deq_mode = deq_mode
         # the initializer's outputs are normalized as f's last GroupNorm normalizes z*
         self.initializer = (None if initializer is None else MODELS.build(
-            dict(dict(norm_groups=self.arch['num_groups'] // 2), **initializer,
-                 num_channels=self.num_channels)))
+            {'norm_groups': self.arch['num_groups'] // 2, **initializer,
+             'num_channels': self.num_channels}))
         self.jacobian_probes = 0
         self._last_nonfinite_input: Optional[Tensor] = None
         self._last_cold_restart: Optional[Tensor] = None
