@@ -125,8 +125,9 @@ def test_recipe_variants_change_only_the_training_recipe(variant):
     correction = hooks['FixedPointCorrectionHook']
     budget = base.model.backbone.forward_solver.max_iter
     if '-jfb-fpc_' in name:
-        # Jacobian-free, half the forward budget in training, the full one in evaluation
+        # Jacobian-free, Anderson, half the forward budget in training, the full one in evaluation
         assert cfg.model.backbone.backward == dict(type='jfb')
+        assert cfg.model.backbone.forward_solver.type == 'anderson'
         assert cfg.model.backbone.forward_solver.max_iter == (budget + 1) // 2
         assert cfg.model.backbone.eval_max_iter == budget
         assert correction.n_states == 1

@@ -2,9 +2,10 @@
 # cityscapes-frame-128x256.py) plus Jacobian regularization that ramps up (weight 0 for the first
 # 30 iterations, then +0.25 every 30, on a random quarter of the iterations), so that the solves
 # stay cheap to find: validation reaches the tolerance (1e-3) at the end of training in all of
-# seeds 0-2 (relative residual 5-8e-4, 11-12 steps; without the regularization 0.004-0.02 after
-# the whole 12-step budget). mIoU @20...@120, mean of seeds 0-2: 36.9 / 49.5 / 53.7 / 55.2 / 60.8
-# / 62.5 (without: 36.9 / 50.1 / 54.1 / 57.9 / 63.2 / 64.1), about 10% more time per iteration.
+# seeds 0-2 (relative residual 5-8e-4 after 9-10 steps; without the regularization 0.01-0.02
+# after the whole 12-step budget). mIoU @20...@120, mean of seeds 0-2: 37.0 / 50.4 / 53.5 / 57.6 /
+# 61.5 / 63.1 (without: 37.0 / 50.8 / 54.8 / 59.3 / 63.8 / 64.8), about 14% more time per
+# iteration (0.73 against 0.64 s; docs/benchmarks.md).
 _base_ = './fcn_mdeq-small-jfb-fpc_1xb2-120it_cityscapes-frame-128x256.py'
 custom_hooks = [
     *_base_.custom_hooks,
