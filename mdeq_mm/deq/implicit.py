@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 import torch
 from torch import Tensor, nn
 
+from .capture import Capture, CapturingMap
 from .checks import check_choice, check_int, check_keys, check_number
 from .fixed_budget import solve_fixed_budget
 from .jacobian import jacobian_frobenius_reg
@@ -421,8 +422,10 @@ class DEQCore(nn.Module):
 
         budget = self._forward_budget(max_iter)
         sample_steps = self.trajectory_cfg.sample_steps(budget) if differentiable else ()
-        samples: Dict[int, Optional[Tensor]] = dict.fromkeys(sample_steps)
-        z_star, bad = self._solve_forward(flat_f, z0_flat, budget, callback, samples)
+        # a training solve keeps the evaluations its differentiable steps start from
+        captured = CapturingMap(flat_f, sample_steps, self._end_steps(budget),
+                                self._output_needs_input_grad(probes)) if differentiable else None
+        z_star, bad = self._solve_forward(flat_f, z0_flat, budget, callback, captured)
         fb = self.fallback_cfg
         if not differentiable:
             out = z_star
@@ -430,7 +433,9 @@ class DEQCore(nn.Module):
                 out = _select(bad, self._iterate(flat_f, z0_flat, self.n_layers, 1.0, 0), out)
             return packer.unpack(self._guard(out, z_star))
 
-        out = self._train_output(flat_f, z_star, probes)
+        first = None if bad is not None else captured.end_at(z_star,
+                                                             self.last_forward_stats.nfe)
+        out = self._train_output(flat_f, z_star, probes, first)
         if bad is not None:
             if fb.type == 'phantom':
                 out = _select(bad, self._iterate(flat_f, z_star, fb.k, fb.tau, 0), out)
@@ -439,10 +444,23 @@ class DEQCore(nn.Module):
             elif fb.type == 'detach':
                 out = _select(bad, z_star, out)
         if sample_steps:
-            starts = [samples[step] for step in sample_steps]
+            starts = [captured.samples[step] for step in sample_steps]
             self.last_trajectory = tuple(
-                packer.unpack(state) for state in self._trajectory(flat_f, starts, z_star, bad))
+                packer.unpack(state)
+                for state in self._trajectory(flat_f, starts, z_star, bad, first))
         return packer.unpack(self._guard(out, z_star))
+
+    def _output_needs_input_grad(self, probes: int) -> bool:
+        """Whether the training output's first ``f`` step needs the gradient w.r.t. its input:
+        the implicit backward's, or a Jacobian penalty taken at that step."""
+        bwd = self.backward_cfg
+        return bwd.type == 'implicit' or (probes > 0 and bwd.k == 1)
+
+    def _end_steps(self, budget: int) -> Tuple[int, ...]:
+        """The evaluations after which a forward solve of ``budget`` may stop without a
+        callback: where it checks for its early exit, and its last."""
+        every = self.forward_cfg.check_every
+        return tuple(range(every - 1, budget - 1, every)) + (budget - 1, )
 
     def _forward_budget(self, max_iter: Optional[int]) -> int:
         """The forward budget of a call given ``max_iter``."""
@@ -453,17 +471,15 @@ class DEQCore(nn.Module):
 
     def _solve_forward(self, flat_f: FlatFn, z0: Tensor, budget: int,
                        callback: Optional[Callable[[SolverState], Optional[bool]]] = None,
-                       samples: Optional[Dict[int, Optional[Tensor]]] = None
-                       ) -> Tuple[Tensor, Optional[Tensor]]:
+                       captured: Optional[CapturingMap] = None) -> Tuple[Tensor, Optional[Tensor]]:
         """Forward solve (plus 'fixed_point' re-solve); returns ``z*`` and the failed mask.
 
-        ``samples``, if given, receives a copy of the iterate at each evaluation that is one
-        of its keys and that the solve reaches.
+        ``captured``, if given, is the map the solve evaluates (keeping some evaluations'
+        graphs); it wraps ``flat_f``.
         """
         kwargs = self.forward_cfg.solve_kwargs()
         kwargs['max_iter'] = budget
-        solve_f = self._recording(flat_f, samples) if samples else flat_f
-        z_star, stats = solve(solve_f, z0, callback=callback, name='forward_solver',
+        z_star, stats = solve(captured or flat_f, z0, callback=callback, name='forward_solver',
                               **kwargs)
         self.last_forward_stats = stats
         bad = stats.failed
@@ -478,33 +494,26 @@ class DEQCore(nn.Module):
             z_star = _select(bad, z_fp, z_star)
         return z_star, bad
 
-    @staticmethod
-    def _recording(flat_f: FlatFn, samples: Dict[int, Optional[Tensor]]) -> FlatFn:
-        """``flat_f`` that also copies its input into ``samples`` at the evaluations that are
-        keys of it."""
-        calls = [0]
-
-        def f(z: Tensor) -> Tensor:
-            if calls[0] in samples:
-                samples[calls[0]] = z.clone()
-            calls[0] += 1
-            return flat_f(z)
-
-        return f
-
-    def _trajectory(self, flat_f: FlatFn, starts: Sequence[Optional[Tensor]], z_star: Tensor,
-                    bad: Optional[Tensor]) -> Tuple[Tensor, ...]:
-        """The sampled iterates ``starts`` (``z*`` for those the solve stopped before), each
-        through ``k`` differentiable damped steps of ``f``. A sample that failed the solve, or
-        whose state is not finite, gets its detached ``z*`` instead."""
+    def _trajectory(self, flat_f: FlatFn, starts: Sequence[Optional[Capture]], z_star: Tensor,
+                    bad: Optional[Tensor], at_z_star: Optional[Capture] = None
+                    ) -> Tuple[Tensor, ...]:
+        """The sampled iterates, each through ``k`` differentiable damped steps of ``f``, the
+        first one the solve's own evaluation kept in ``starts``; ``z*`` (its evaluation
+        ``at_z_star`` if kept) for those the solve stopped before. A sample that failed the
+        solve, or whose state is not finite, gets its detached ``z*`` instead (its start is
+        replaced by ``z*`` before any step, so no NaN enters the graph)."""
         cfg = self.trajectory_cfg
         states = []
-        for start in starts:
-            start = z_star if start is None else start
+        for captured in starts:
+            captured = captured or at_z_star
+            start = z_star if captured is None else captured[0]
             keep = torch.isfinite(start).all(dim=1)
             if bad is not None:
                 keep &= ~bad
-            state = self._iterate(flat_f, _select(keep, start, z_star), cfg.k, cfg.tau, 0)
+            if captured is None or not bool(keep.all()):
+                captured = None
+                start = _select(keep, start.detach(), z_star)
+            state = self._iterate(flat_f, start, cfg.k, cfg.tau, 0, captured)
             keep &= torch.isfinite(state).all(dim=1)
             states.append(_select(keep, state, z_star))
         return tuple(states)
@@ -521,27 +530,36 @@ class DEQCore(nn.Module):
         z_star, self.last_forward_stats = solve_fixed_budget(flat_f, z0, **kwargs)
         return z_star
 
-    def _train_output(self, flat_f: FlatFn, z_star: Tensor, probes: int) -> Tensor:
-        """Differentiable output at the fixed point for the configured backward."""
+    def _train_output(self, flat_f: FlatFn, z_star: Tensor, probes: int,
+                      first: Optional[Capture] = None) -> Tensor:
+        """Differentiable output at the fixed point for the configured backward; ``first``,
+        the solve's evaluation at ``z*`` with its graph, saves the first ``f`` evaluation."""
         bwd = self.backward_cfg
         if bwd.type == 'phantom':
-            return self._iterate(flat_f, z_star, bwd.k, bwd.tau, probes)
-        z_in = z_star.detach().requires_grad_()
-        fz = flat_f(z_in)
+            return self._iterate(flat_f, z_star, bwd.k, bwd.tau, probes, first)
+        z_in, fz = first or (None, None)
+        if first is None:
+            z_in = z_star.detach().requires_grad_()
+            fz = flat_f(z_in)
         if probes:
             self.last_jacobian_loss = jacobian_frobenius_reg(fz, z_in, probes)
         return _ImplicitGrad.apply(self, z_in, fz)
 
     def _iterate(self, flat_f: FlatFn, z: Tensor, steps: int, tau: float,
-                 probes: int) -> Tensor:
+                 probes: int, first: Optional[Capture] = None) -> Tensor:
         """``steps`` differentiable steps ``z <- tau f(z) + (1 - tau) z`` from ``z``.
 
-        With ``probes > 0`` the Jacobian regularizer is taken at the last step.
+        ``first``: ``(z, f(z))`` already evaluated with its graph, used as the first step
+        (its ``z`` replaces the argument). With ``probes > 0`` the Jacobian regularizer is
+        taken at the last step.
         """
         for i in range(steps):
-            if probes and i == steps - 1 and not z.requires_grad:
-                z = z.detach().requires_grad_()
-            fz = flat_f(z)
+            if i == 0 and first is not None:
+                z, fz = first
+            else:
+                if probes and i == steps - 1 and not z.requires_grad:
+                    z = z.detach().requires_grad_()
+                fz = flat_f(z)
             if probes and i == steps - 1:
                 self.last_jacobian_loss = jacobian_frobenius_reg(fz, z, probes)
             z = fz if tau == 1.0 else tau * fz + (1.0 - tau) * z

@@ -1,3 +1,5 @@
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -5,6 +7,7 @@ from torch import nn
 
 from mdeq_mm.deq import BackwardConfig, DEQCore, FallbackConfig, SolverConfig
 from mdeq_mm.deq import solve
+from mdeq_mm.deq.solve import _run as run_solve
 from mdeq_mm.deq.implicit import BACKWARD_CHECK_EVERY, BACKWARD_STALL_STEPS
 
 from .problems import DTYPE
@@ -321,14 +324,25 @@ def test_eval_returns_the_solver_iterate_with_an_overridable_budget():
     assert core.last_forward_stats.nfe == 30
 
 
-def nan_after(f, calls_before_nan, only_without_grad):
-    """``f`` that returns NaN for sample 0 after some calls (optionally only in the solver)."""
+def _in_a_solve():
+    """Whether the caller runs inside :func:`mdeq_mm.deq.solve` (a forward or fallback solve,
+    not the differentiable steps after it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is run_solve.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def nan_after(f, calls_before_nan, only_in_solve):
+    """``f`` that returns NaN for sample 0 after some calls (optionally only inside solves)."""
     calls = []
 
     def wrapped(z):
         calls.append(1)
         out = f(z)
-        if len(calls) > calls_before_nan and not (only_without_grad and torch.is_grad_enabled()):
+        if len(calls) > calls_before_nan and not (only_in_solve and not _in_a_solve()):
             out = tuple(torch.cat([torch.full_like(o[:1], float('nan')), o[1:]]) for o in out)
         return out
 
@@ -340,7 +354,7 @@ def test_forward_nan_sets_the_flag_triggers_the_fallback_and_stays_finite(fallba
     model = ToyMultiscale()
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=30, tol=1e-10), dict(type=fallback))
     x, z0 = make_inputs()
-    out = core(nan_after(model.bind(x), 3, only_without_grad=True), z0)
+    out = core(nan_after(model.bind(x), 3, only_in_solve=True), z0)
     assert core.last_forward_stats.nan.tolist() == [True, False]
     assert core.fallback_counts['forward'] == 1
     if fallback == 'fixed_point':
@@ -350,7 +364,7 @@ def test_forward_nan_sets_the_flag_triggers_the_fallback_and_stays_finite(fallba
     assert all(bool(torch.isfinite(p.grad).all()) for p in model.w.values())
 
     core.eval()
-    f_nan = nan_after(model.bind(x), 3, only_without_grad=False)
+    f_nan = nan_after(model.bind(x), 3, only_in_solve=False)
     if fallback == 'unrolled':  # unrolling the NaN map gives NaN: guarded, with a warning
         with pytest.warns(UserWarning, match='NaN/Inf'):
             out = core(f_nan, z0)
@@ -366,7 +380,7 @@ def test_nan_in_the_output_is_replaced_counted_and_warned_about():
     core = DEQCore(TIGHT, dict(type='implicit', max_iter=30, tol=1e-10), dict(type='fixed_point'))
     x, z0 = make_inputs()
     with pytest.warns(UserWarning, match='NaN/Inf'):
-        out = core(nan_after(model.bind(x), 3, only_without_grad=False), z0)
+        out = core(nan_after(model.bind(x), 3, only_in_solve=False), z0)
     assert core.fallback_counts == {'forward': 1, 'backward': 0, 'nonfinite': 1}
     assert all(bool(torch.isfinite(o).all()) for o in out)
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mdeq_mm.deq import BackwardConfig, DEQCore, TrajectoryConfig
+from mdeq_mm.deq.capture import CapturingMap
 
 from .test_implicit import DTYPE, ToyMultiscale, loss_of, make_inputs, nan_after
 
@@ -117,7 +118,7 @@ def test_a_failed_sample_gets_its_detached_fixed_point_in_every_state():
     core = DEQCore(dict(type='broyden', max_iter=12, tol=0.0), dict(type='phantom', k=2),
                    dict(type='detach'), trajectory_cfg=dict(n_states=2))
     x, z0 = make_inputs()
-    core(nan_after(model.bind(x), 3, only_without_grad=True), z0)
+    core(nan_after(model.bind(x), 3, only_in_solve=True), z0)
     assert core.last_forward_stats.nan.tolist() == [True, False]
     for state in core.last_trajectory:
         assert all(bool(torch.isfinite(t).all()) for t in state)
@@ -137,3 +138,62 @@ def test_train_max_iter_sets_the_budget_of_training_calls_only():
     core.eval()
     core(model.bind(x), z0)
     assert core.last_forward_stats.nfe == FULL_BUDGET['max_iter']
+
+
+
+
+@pytest.mark.parametrize('backward, k_extra', [(dict(type='jfb'), 0),
+                                               (dict(type='phantom', k=3, tau=0.6), 2),
+                                               (dict(type='implicit'), 0)])
+@pytest.mark.parametrize('ending', ['budget', 'tolerance', 'callback'])
+def test_the_first_differentiable_steps_reuse_the_solve_s_own_evaluations(
+        backward, k_extra, ending, monkeypatch):
+    """The output's first step (when the solve ends at an evaluation where it may stop) and
+    each sampled state's step are the solve's own evaluations: fewer calls of f, the same
+    values and gradients as evaluating them again."""
+    budget, n_states = 12, 2
+    model = ToyMultiscale()
+    x, z0 = make_inputs()
+    # tol=1e-2: every sample converges within 4 evaluations, where the solve checks its exit
+    tol = 1e-2 if ending == 'tolerance' else 0.0
+    callback = (lambda state: state.step == 3) if ending == 'callback' else None
+
+    def run(n_states):
+        model.zero_grad()
+        for t in x:
+            t.grad = None
+        core = DEQCore(dict(type='anderson', max_iter=budget, tol=tol), backward,
+                       trajectory_cfg=dict(n_states=n_states))
+        f, inputs = recorded(model.bind(x))
+        out = core(f, z0, callback=callback)
+        return core, inputs, out
+
+    def loss_and_grads(out, states):
+        loss = loss_of(out) + sum(loss_of(state, seed=3 + i) for i, state in enumerate(states))
+        loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.w.values()] +
+                         [t.grad.flatten() for t in x])
+
+    core, inputs, out = run(n_states)
+    nfe = core.last_forward_stats.nfe
+    grads = loss_and_grads(out, core.last_trajectory)
+    steps = core.trajectory_cfg.sample_steps(budget)
+    if ending == 'budget':
+        assert core.last_forward_stats.best_step.tolist() == [budget - 1] * 2
+        assert len(inputs) == budget + k_extra
+    elif ending == 'tolerance':  # both states sampled after the stop are z*'s kept evaluation
+        assert nfe == 4 and steps[0] >= nfe
+        assert len(inputs) == nfe + k_extra
+    else:  # evaluation 2 is no exit check: the output and both states evaluate z* anew
+        assert nfe == 3 and steps[0] >= nfe
+        assert len(inputs) == nfe + 1 + k_extra + n_states
+    # reference: the output evaluated anew from z*, each state f of the iterate it samples
+    z_star = inputs[nfe - 1]
+    starts = [inputs[step] if step < nfe else z_star for step in steps]
+    monkeypatch.setattr(CapturingMap, 'end_at', lambda self, z_star, nfe: None)
+    _, ref_inputs, ref_out = run(0)
+    assert len(ref_inputs) == nfe + 1 + k_extra
+    ref_grads = loss_and_grads(ref_out, [model.bind(x)(start) for start in starts])
+    for got, want in zip(out, ref_out):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(grads, ref_grads)
