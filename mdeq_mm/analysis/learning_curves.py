@@ -45,7 +45,8 @@ class LearningCurve:
         metric_name (str): The validation metric (e.g. ``accuracy/top1``, ``mIoU``).
         train_iters (list[int]): Iterations at which the loss was logged.
         loss (list[float]): Training loss (window mean) at ``train_iters``.
-        val_iters (list[int]): Iterations after which the model was validated.
+        val_iters (list[int]): Iterations after which the model was validated (0: the
+            initial weights, before training).
         metric (list[float]): Validation metric at ``val_iters``.
         solver (dict[str, list[float]]): DEQ solver statistics at ``train_iters`` (absent keys
             for iterations without a solve, e.g. during the unrolled warm-up, are NaN).
@@ -176,20 +177,25 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
     return curve
 
 
-def _train(config: str, work_dir: str, cfg_options: dict, threads: int) -> None:
+def _train(config: str, work_dir: str, cfg_options: dict, threads: int,
+           validate_at_start: bool) -> None:
     """Child process: build the runner as ``tools/train.py`` does and train."""
     import torch
 
     import mdeq_mm  # noqa: F401  (registers the MDEQ components)
     from mdeq_mm.engine.launch import build_runner, load_tool_config
     torch.set_num_threads(threads)
-    build_runner(load_tool_config(config, cfg_options, work_dir=work_dir)).train()
+    cfg = load_tool_config(config, cfg_options, work_dir=work_dir)
+    if validate_at_start:
+        cfg.custom_hooks = [*cfg.get('custom_hooks', []), dict(type='ValidateBeforeTrainHook')]
+    build_runner(cfg).train()
 
 
 def train_contender(contender: Contender,
                     work_dir: str,
                     metric_name: str,
-                    threads: int = 1) -> LearningCurve:
+                    threads: int = 1,
+                    validate_at_start: bool = True) -> LearningCurve:
     """Train ``contender`` in a fresh process and return its learning curve.
 
     Args:
@@ -197,12 +203,16 @@ def train_contender(contender: Contender,
         work_dir (str): The run's work dir (logs, checkpoints, scalars).
         metric_name (str): Validation metric to read, e.g. ``'accuracy/top1'``.
         threads (int): torch intra-op threads of the run. Defaults to 1.
+        validate_at_start (bool): Also validate the initial weights (iteration 0, 0 s of
+            training; :class:`~mdeq_mm.engine.hooks.ValidateBeforeTrainHook`, which leaves
+            the training run unchanged). Defaults to True.
 
     Returns:
         LearningCurve: The run's curves.
     """
     process = multiprocessing.get_context('spawn').Process(
-        target=_train, args=(contender.config, work_dir, contender.cfg_options, threads))
+        target=_train,
+        args=(contender.config, work_dir, contender.cfg_options, threads, validate_at_start))
     load = [os.getloadavg()[0]]
     process.start()
     process.join()

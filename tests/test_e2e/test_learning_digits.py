@@ -33,7 +33,7 @@ def test_mdeq_tiny_learns_real_digits_in_a_short_run(tmp_path, config_path):
     config = config_path('mdeq/mdeq-tiny_1xb32-300it_digits-16x16.py')
     curve = train_contender(Contender('MDEQ-tiny', config, options), str(tmp_path / 'run'),
                             'accuracy/top1')
-    assert curve.val_iters == [ITERS]
+    assert curve.val_iters == [0, ITERS]  # the initial weights, then the trained ones
     assert curve.metric[-1] >= MIN_TOP1, curve
     # the run trained at equilibrium after the (shortened) warm-up, with solves that reach a
     # small residual (measured 0.02-0.04)

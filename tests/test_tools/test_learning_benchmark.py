@@ -21,6 +21,9 @@ def curve(name, metric, seconds):
                          train_seconds=seconds)
 
 
+EQUAL_TIME = 'ours >= fast at every equal training time (at its validations after the start)'
+
+
 def goals(ours_metric, fast_metric):
     curves = {
         'ours': [curve('ours', ours_metric, [10, 20, 30, 40])],
@@ -38,6 +41,31 @@ def test_per_second_goal_judges_the_second_half_of_our_run_against_the_baseline_
            'validations)')
     assert judged[row] == 'met'
     # early on (10 s) we trail: the every-equal-time goal fails, the from-the-middle one not
-    assert judged['ours >= fast at every equal training time (at its validations)'] == 'NOT met'
+    assert judged[EQUAL_TIME] == 'NOT met'
     judged = goals([30, 49, 55, 60], [20, 40, 48, 50])
     assert judged[row] == 'NOT met'
+
+
+def test_a_validation_of_the_initial_weights_gives_each_curve_its_start_and_no_goal_of_its_own():
+    def started(name, metric, seconds):
+        return LearningCurve(name=name, metric_name='mIoU', train_iters=[10, 20],
+                             loss=[1.0, 0.8], val_iters=[0, 10, 20], metric=metric,
+                             train_seconds=seconds)
+
+    def judged(ours_metric):
+        curves = {
+            'ours': [started('ours', ours_metric, [0, 12, 24])],
+            'authors': [started('authors', [3, 5, 10], [0, 15, 30])],
+            'fast': [started('fast', [5, 20, 40], [0, 10, 20])],
+        }
+        rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast')
+        return {row.split(' | ')[0].lstrip('| '): row.rstrip(' |').split(' | ')[-1]
+                for row in rows}
+
+    # at the fast baseline's first validation (10 s) ours has none yet, but its curve runs
+    # from its initial weights (0 s) to @10 (12 s): 2 + (30 - 2) * 10 / 12 = 25.3 >= 20.
+    # At 0 s (2 < 5) both are untrained: no goal there, and "from @" counts trained ones
+    met = judged([2, 30, 45])
+    assert met[EQUAL_TIME] == 'met'
+    assert met['ours >= fast at every validation from @20'] == 'met'
+    assert judged([2, 15, 45])[EQUAL_TIME] == 'NOT met'
