@@ -59,6 +59,8 @@ class CapturingMap:
         at_end = step in self.end_steps
         if not at_end and step not in self.samples:
             return self.f(z)
+        if at_end:
+            self.end = None  # its graph is not kept alive beside the next one
         z_in = z.detach().clone().requires_grad_(at_end and self.end_input_grad)
         # casts that autocast cached under the solve's no_grad carry no graph
         torch.clear_autocast_cache()
