@@ -9,10 +9,10 @@ real frame (given with --cityscapes-root, in the Cityscapes folder layout, val s
 Each model trains in a fresh process with the same data, schedule and seed; with several
 --seeds the contenders take turns (A B C A B C ...), so a change of the machine's load falls on
 all of them. Every run also validates its initial weights (iteration 0, 0 s), so each curve
-starts where training starts. Each run's training time is summed from its logged iteration times
-(validation excluded) and the load average at its start and end is reported. The tool writes learning
-curves per iteration and per second of training (PNG per task and seed), all curves and solver
-statistics (JSON) and a Markdown summary with goal rows.
+starts where training starts. Each run's training time is summed from its logged iteration
+times (validation excluded) and the load average at its start and end is reported. The tool
+writes learning curves per iteration and per second of training (PNG per task and seed), all
+curves and solver statistics (JSON) and a Markdown summary with goal rows.
 
 Example:
     python tools/analysis_tools/learning_benchmark.py --cityscapes-root data/cityscapes_frame \\
@@ -152,10 +152,11 @@ def cityscapes_goals(curves: Dict[str, List[LearningCurve]], mdeq: str, authors:
     # metric after as many seconds (its final one once its run has ended)
     half = ours.train_seconds[-1] / 2
     second_half = [i for i, t in enumerate(ours.train_seconds) if t >= half]
+    # from the second trained validation on (a validation at 0 is of the initial weights)
+    first = next(it for it in ours.val_iters if it > 0)
+    later = [i for i, it in enumerate(ours.val_iters) if it >= 2 * first]
     for base in baselines:
         other = mean_curve(curves[base])
-        first = next(it for it in ours.val_iters if it > 0)
-        later = [i for i, it in enumerate(ours.val_iters) if it >= 2 * first]
         worst = min(ours.metric[i] - other.metric[i] for i in later)
         goals.append(goal_row(
             f'{mdeq} >= {base} at every validation from @{ours.val_iters[later[0]]}',
