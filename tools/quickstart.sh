@@ -18,6 +18,22 @@ VENV=${MDEQ_VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 WORK_DIR=${MDEQ_WORK_DIR:-$ROOT/work_dirs/demo}
 
+# torch 2.14.1 from PyPI is a CUDA build: with its nvidia-* packages and the rest the environment
+# takes about 6.5 GB. Say so before pip fails half-way with "No space left on device".
+NEED_GB=${MDEQ_SETUP_FREE_GB:-8}
+check_free_space() {
+    "$PY" -c 'import torch' 2>/dev/null && return 0
+    local dir=$VENV free_gb
+    while [[ ! -d $dir ]]; do dir=$(dirname "$dir"); done
+    free_gb=$(df -Pk "$dir" | awk 'NR == 2 {print int($4 / 1048576)}')
+    if (( free_gb < NEED_GB )); then
+        echo "quickstart: $free_gb GB free under $dir; setting up the environment needs about" \
+            "$NEED_GB GB (torch with its CUDA libraries). Free some space, point MDEQ_VENV" \
+            "elsewhere, or set MDEQ_SETUP_FREE_GB to lower the check." >&2
+        return 1
+    fi
+}
+
 setup() {
     local stamp=$VENV/.mdeq_mm_setup
     local want
@@ -25,6 +41,7 @@ setup() {
     if [[ -f $stamp && $(cat "$stamp") == "$want" ]] && "$PY" -c 'import mdeq_mm' 2>/dev/null; then
         return 0
     fi
+    check_free_space
     [[ -x $PY ]] || python3 -m venv "$VENV"
     # torch and the build tools first: the mmcv build compiles against the installed torch.
     "$PY" -m pip install wheel
