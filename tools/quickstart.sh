@@ -20,7 +20,7 @@ WORK_DIR=${MDEQ_WORK_DIR:-$ROOT/work_dirs/demo}
 
 # torch 2.14.1 from PyPI is a CUDA build: with its nvidia-* packages and the rest the environment
 # takes about 6.5 GB. Say so before pip fails half-way with "No space left on device".
-NEED_GB=${MDEQ_SETUP_FREE_GB:-8}
+NEED_GB=${MDEQ_SETUP_FREE_GB:-7}
 check_free_space() {
     "$PY" -c 'import torch' 2>/dev/null && return 0
     local dir=$VENV free_gb
