@@ -26,9 +26,9 @@ class JacobianRegHook(MDEQHook):
     Whether iteration ``i`` is regularized is decided by
     ``np.random.default_rng((seed, i)).random() < prob``: the same on every rank, and a
     resumed run repeats the original choices. The weight at iteration ``i`` is
-    ``weight + ramp_step * (i // ramp_interval)``, ``warmup_weight`` instead while the
-    backbone trains in 'unrolled' mode (if given), and 0 from ``stop_iter`` on. The current
-    weight is logged as ``train/jac_weight``.
+    ``weight + ramp_step * ((i - start_iter) // ramp_interval)``, ``warmup_weight`` instead
+    while the backbone trains in 'unrolled' mode (if given), 0 before ``start_iter`` and from
+    ``stop_iter`` on. The current weight is logged as ``train/jac_weight``.
 
     Args:
         weight (float): Loss weight gamma (>= 0).
@@ -37,6 +37,8 @@ class JacobianRegHook(MDEQHook):
             Defaults to 0.
         ramp_interval (int, optional): Iterations between ramp steps; required if
             ``ramp_step`` is not 0. Defaults to None.
+        start_iter (int): First iteration with regularization; the ramp counts from it.
+            Defaults to 0.
         stop_iter (int, optional): First iteration without regularization. Defaults to None
             (never stop).
         warmup_weight (float, optional): Weight while the backbone is in 'unrolled' mode.
@@ -59,6 +61,7 @@ class JacobianRegHook(MDEQHook):
                  prob: float,
                  ramp_step: float = 0.,
                  ramp_interval: Optional[int] = None,
+                 start_iter: int = 0,
                  stop_iter: Optional[int] = None,
                  warmup_weight: Optional[float] = None,
                  num_probes: int = 1,
@@ -72,6 +75,7 @@ class JacobianRegHook(MDEQHook):
         elif ramp_step:
             raise ValueError(f'{name} ramp_step={ramp_step!r} needs a ramp_interval (iterations '
                              'between ramp steps)')
+        check_int(f'{name} start_iter', start_iter, 0)
         if stop_iter is not None:
             check_int(f'{name} stop_iter', stop_iter, 0)
         if warmup_weight is not None:
@@ -82,6 +86,7 @@ class JacobianRegHook(MDEQHook):
         self.prob = prob
         self.ramp_step = ramp_step
         self.ramp_interval = ramp_interval
+        self.start_iter = start_iter
         self.stop_iter = stop_iter
         self.warmup_weight = warmup_weight
         self.num_probes = num_probes
@@ -90,11 +95,12 @@ class JacobianRegHook(MDEQHook):
 
     def weight_at(self, iteration: int, deq_mode: str) -> float:
         """Scheduled weight at ``iteration`` with the backbone in ``deq_mode``."""
-        if self.stop_iter is not None and iteration >= self.stop_iter:
+        if iteration < self.start_iter or (self.stop_iter is not None
+                                           and iteration >= self.stop_iter):
             return 0.0
         if deq_mode == 'unrolled' and self.warmup_weight is not None:
             return float(self.warmup_weight)
-        ramps = iteration // self.ramp_interval if self.ramp_interval else 0
+        ramps = (iteration - self.start_iter) // self.ramp_interval if self.ramp_interval else 0
         return float(self.weight + self.ramp_step * ramps)
 
     def is_regularized(self, iteration: int) -> bool:

@@ -102,6 +102,10 @@ def test_weight_at():
     hook = JacobianRegHook(weight=1., prob=1., ramp_step=0.5, ramp_interval=10, stop_iter=30)
     assert [hook.weight_at(i, 'equilibrium') for i in (0, 9, 10, 29, 30)] == [1, 1, 1.5, 2, 0]
     assert hook.weight_at(25, 'unrolled') == 2  # no warmup_weight: the schedule
+    # the ramp counts from start_iter; nothing before it
+    hook = JacobianRegHook(weight=1., prob=1., ramp_step=0.5, ramp_interval=10, start_iter=60)
+    assert [hook.weight_at(i, 'equilibrium') for i in (0, 59, 60, 69, 70, 85)] == [0, 0, 1, 1,
+                                                                                   1.5, 2]
 
 
 @pytest.mark.parametrize('kwargs,match', [
@@ -111,6 +115,7 @@ def test_weight_at():
     (dict(ramp_step=0.1), 'ramp_step=0.1 needs a ramp_interval'),
     (dict(ramp_step=-0.1, ramp_interval=5), 'ramp_step must be in'),
     (dict(ramp_interval=0), 'ramp_interval must be an int >= 1, got 0'),
+    (dict(start_iter=-1), 'start_iter must be an int >= 0, got -1'),
     (dict(stop_iter=-1), 'stop_iter must be an int >= 0, got -1'),
     (dict(warmup_weight=-0.5), 'warmup_weight must be in'),
     (dict(num_probes=0), 'num_probes must be an int >= 1, got 0'),
