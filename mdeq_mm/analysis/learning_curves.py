@@ -17,8 +17,9 @@ from statistics import median
 from typing import Dict, List, Optional, Sequence
 
 # Solver statistics worth plotting, as the MDEQ backbone logs them (training windows, with
-# 'train/' in front in the scalar records).
+# 'train/' in front in the scalar records), and those of the validation solves ('val/' in front).
 SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res', 'deq_bwd_steps', 'deq_bwd_rel_res')
+VAL_SOLVER_KEYS = ('deq_fwd_steps', 'deq_fwd_rel_res')
 
 
 @dataclass
@@ -50,6 +51,9 @@ class LearningCurve:
         metric (list[float]): Validation metric at ``val_iters``.
         solver (dict[str, list[float]]): DEQ solver statistics at ``train_iters`` (absent keys
             for iterations without a solve, e.g. during the unrolled warm-up, are NaN).
+        val_solver (dict[str, list[float]]): The validation solves' statistics
+            (``deq_fwd_steps``, ``deq_fwd_rel_res``) at ``val_iters``; empty for models
+            without a DEQ.
         sec_per_iter (float): Median training-iteration time (indicative only on a shared
             machine).
         train_seconds (list[float]): Training time (validation excluded) up to each of
@@ -65,6 +69,7 @@ class LearningCurve:
     val_iters: List[int] = field(default_factory=list)
     metric: List[float] = field(default_factory=list)
     solver: Dict[str, List[float]] = field(default_factory=dict)
+    val_solver: Dict[str, List[float]] = field(default_factory=dict)
     sec_per_iter: float = float('nan')
     train_seconds: List[float] = field(default_factory=list)
     load: List[float] = field(default_factory=list)
@@ -120,12 +125,17 @@ def mean_curve(curves: Sequence[LearningCurve]) -> LearningCurve:
         name=first.name, metric_name=first.metric_name, train_iters=list(first.train_iters),
         loss=mean([c.loss for c in curves]), val_iters=list(first.val_iters),
         metric=mean([c.metric for c in curves]),
-        solver={k: mean([c.solver[k] for c in curves]) for k in first.solver
-                if all(k in c.solver for c in curves)},
+        solver=_mean_stats([c.solver for c in curves], mean),
+        val_solver=_mean_stats([c.val_solver for c in curves], mean),
         sec_per_iter=median(c.sec_per_iter for c in curves),
         train_seconds=mean([c.train_seconds for c in curves]),
         load=[min(min(c.load) for c in curves), max(max(c.load) for c in curves)]
         if all(c.load for c in curves) else [])
+
+
+def _mean_stats(stats: Sequence[Dict[str, List[float]]], mean) -> Dict[str, List[float]]:
+    """The point-by-point ``mean`` of the statistics that every run has."""
+    return {k: mean([s[k] for s in stats]) for k in stats[0] if all(k in s for s in stats)}
 
 
 def read_scalars(work_dir: str) -> List[dict]:
@@ -146,6 +156,7 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
     """
     curve = LearningCurve(name=name, metric_name=metric_name)
     curve.solver = {key: [] for key in SOLVER_KEYS}
+    curve.val_solver = {key: [] for key in VAL_SOLVER_KEYS}
     times = []
     elapsed, elapsed_at = 0.0, {0: 0.0}
     for record in records:
@@ -162,6 +173,8 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
         elif metric_name in record:
             curve.val_iters.append(int(record['step']))
             curve.metric.append(float(record[metric_name]))
+            for key in VAL_SOLVER_KEYS:
+                curve.val_solver[key].append(float(record.get(f'val/{key}', float('nan'))))
     if not curve.val_iters:
         raise ValueError(f'{name}: no validation record with {metric_name!r}; logged keys: '
                          f'{sorted({k for r in records for k in r})}')
@@ -171,6 +184,8 @@ def curve_from_scalars(name: str, records: Sequence[dict], metric_name: str) -> 
                          f'({curve.val_iters}); with an iteration-based loop set '
                          "LoggerHook's log_metric_by_epoch=False")
     curve.solver = {k: v for k, v in curve.solver.items() if not all(map(math.isnan, v))}
+    curve.val_solver = {k: v for k, v in curve.val_solver.items()
+                        if not all(map(math.isnan, v))}
     curve.sec_per_iter = median(times) if times else float('nan')
     curve.train_seconds = [elapsed_at[max(k for k in elapsed_at if k <= it)]
                            for it in curve.val_iters]

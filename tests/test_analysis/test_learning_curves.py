@@ -31,6 +31,10 @@ def test_training_and_validation_records_are_split_by_iteration():
     assert math.isnan(curve.solver['deq_fwd_rel_res'][0])
     assert curve.solver['deq_fwd_steps'][1:] == [9.0, 8.0]
     assert 'deq_bwd_steps' not in curve.solver
+    # the validation solves' statistics, at the validations (NaN where one was not logged)
+    assert curve.val_solver['deq_fwd_rel_res'][0] == 0.01
+    assert math.isnan(curve.val_solver['deq_fwd_rel_res'][1])
+    assert 'deq_fwd_steps' not in curve.val_solver
 
 
 def test_first_iteration_reaching_a_target():

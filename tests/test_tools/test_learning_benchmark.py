@@ -15,22 +15,24 @@ def load_tool():
     return tool
 
 
-def curve(name, metric, seconds):
+def curve(name, metric, seconds, final_res=5e-4):
     return LearningCurve(name=name, metric_name='mIoU', train_iters=[10, 20, 30, 40],
                          loss=[1.0, 0.8, 0.6, 0.5], val_iters=[10, 20, 30, 40], metric=metric,
-                         train_seconds=seconds)
+                         train_seconds=seconds,
+                         val_solver={'deq_fwd_rel_res': [0.1, 0.01, 0.002, final_res],
+                                     'deq_fwd_steps': [12, 12, 12, 9]})
 
 
 EQUAL_TIME = 'ours >= fast at every equal training time (at its validations after the start)'
 
 
-def goals(ours_metric, fast_metric, ours_seconds=(10, 20, 30, 40)):
+def goals(ours_metric, fast_metric, ours_seconds=(10, 20, 30, 40), final_res=(5e-4, )):
     curves = {
-        'ours': [curve('ours', ours_metric, list(ours_seconds))],
+        'ours': [curve('ours', ours_metric, list(ours_seconds), res) for res in final_res],
         'authors': [curve('authors', [5, 10, 15, 20], [15, 30, 45, 60])],
         'fast': [curve('fast', fast_metric, [2, 4, 6, 8])],
     }
-    rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast')
+    rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast', 1e-3)
     return {row.split(' | ')[0].lstrip('| '): row.rstrip(' |').split(' | ')[-1] for row in rows}
 
 
@@ -67,7 +69,7 @@ def test_a_validation_of_the_initial_weights_gives_each_curve_its_start_and_no_g
             'authors': [started('authors', [3, 5, 10], [0, 15, 30])],
             'fast': [started('fast', [5, 20, 40], [0, 10, 20])],
         }
-        rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast')
+        rows = load_tool().cityscapes_goals(curves, 'ours', 'authors', ['fast'], 'fast', 1e-3)
         return {row.split(' | ')[0].lstrip('| '): row.rstrip(' |').split(' | ')[-1]
                 for row in rows}
 
@@ -78,3 +80,9 @@ def test_a_validation_of_the_initial_weights_gives_each_curve_its_start_and_no_g
     assert met[EQUAL_TIME] == 'met'
     assert met['ours >= fast at every validation from @20'] == 'met'
     assert judged([2, 15, 45])[EQUAL_TIME] == 'NOT met'
+
+
+def test_solvability_goal_needs_the_last_validation_solve_at_the_tolerance_in_every_seed():
+    row = 'ours: the last validation solve reaches the tolerance (0.001), every seed'
+    assert goals([30, 50, 55, 60], [20, 40, 48, 50], final_res=(5e-4, 9e-4))[row] == 'met'
+    assert goals([30, 50, 55, 60], [20, 40, 48, 50], final_res=(5e-4, 2e-3))[row] == 'NOT met'
