@@ -10,6 +10,8 @@ from mmengine.registry import MODELS, init_default_scope
 
 DEQ_HOOKS = ['DEQWarmupHook', 'DEQSolverStatsHook']
 RECIPE_VARIANTS = sorted((Path(__file__).parents[1] / 'configs' / 'mdeq').glob('*-fpc_*.py'))
+REGULARIZED_VARIANTS = sorted(
+    (Path(__file__).parents[1] / 'configs' / 'mdeq').glob('*-jfb-fpc-jr_*.py'))
 
 
 @functools.lru_cache(maxsize=None)
@@ -142,3 +144,19 @@ def test_recipe_variants_change_only_the_training_recipe(variant):
     assert ({k: v for k, v in cfg.model.backbone.items() if k not in strip} ==
             {k: v for k, v in base.model.backbone.items() if k not in strip})
     assert cfg.model.get('decode_head') == base.model.get('decode_head')
+
+
+@pytest.mark.parametrize('variant', [str(p) for p in REGULARIZED_VARIANTS],
+                         ids=[p.stem for p in REGULARIZED_VARIANTS])
+def test_regularized_recipe_variants_add_jacobian_regularization_from_the_middle(variant):
+    cfg = load(variant)
+    base = load(variant.replace('-jfb-fpc-jr_', '-jfb-fpc_'))
+    *hooks, regularization = cfg.custom_hooks
+    assert hooks == base.custom_hooks
+    # the first half of the run is the -jfb-fpc run; the ramp has three steps in the second
+    max_iters = cfg.train_cfg.max_iters
+    assert regularization == dict(type='JacobianRegHook', weight=0.625, prob=0.1,
+                                  ramp_step=0.625, ramp_interval=max_iters // 6,
+                                  start_iter=max_iters // 2)
+    for key in ('model', 'train_dataloader', 'optim_wrapper', 'param_scheduler', 'train_cfg'):
+        assert cfg[key] == base[key], key

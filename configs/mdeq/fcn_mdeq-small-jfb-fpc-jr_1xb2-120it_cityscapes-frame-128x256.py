@@ -10,6 +10,6 @@
 _base_ = './fcn_mdeq-small-jfb-fpc_1xb2-120it_cityscapes-frame-128x256.py'
 custom_hooks = [
     *_base_.custom_hooks,
-    dict(type='JacobianRegHook', weight=0.625, prob=0.1, ramp_step=0.625, ramp_interval=20,
-         start_iter=60)
+    dict(type='JacobianRegHook', weight=0.625, prob=0.1, ramp_step=0.625,
+         ramp_interval=_base_.max_iters // 6, start_iter=_base_.max_iters // 2)
 ]
