@@ -1,5 +1,6 @@
-# MDEQ-small on Cityscapes with the recommended training recipe (README, "Which recipe"; measured on
-# the real frame and the digits, not on this data set): no unrolled warm-up, Jacobian-free backprop,
+# MDEQ-small on Cityscapes with the `-jfb-fpc` training recipe (README, "Which recipe"; measured
+# on the real frame and the digits, not on this data set; the recommended `-jfb-fpc-jr` adds
+# Jacobian regularization from the middle of the run): no unrolled warm-up, Jacobian-free backprop,
 # Anderson acceleration in place of Broyden (training and evaluation), half the forward budget in
 # training (14 of 27 steps; evaluation keeps 27) and fixed-point correction of 1 state of the solve
 # (weight 0.8).

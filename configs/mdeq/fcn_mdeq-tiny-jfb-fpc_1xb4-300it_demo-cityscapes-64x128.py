@@ -1,4 +1,4 @@
-# The quick-start job (tiny MDEQ, generated street scenes) with the recommended training recipe
+# The quick-start job (tiny MDEQ, generated street scenes) with the `-jfb-fpc` training recipe
 # (README, "Which recipe"; measured on the real frame and the digits, not on this data set): no
 # unrolled warm-up, Jacobian-free backprop, Anderson acceleration in place of Broyden (training
 # and evaluation), half the forward budget in training (6 of 12 steps; evaluation keeps 12) and

@@ -30,7 +30,9 @@ def recipe_spec(config: str) -> Dict[str, Any]:
     ``backbone``: the config backbone's ``backward``, ``forward_solver`` and
     ``eval_max_iter``; ``fixed_point_correction``: the arguments of its
     ``FixedPointCorrectionHook``, if it has one (the hook's work is what a timed step adds;
-    every timed step is corrected, whatever the hook's ``prob``).
+    every timed step is corrected, whatever the hook's ``prob``). A ``JacobianRegHook`` is not
+    part of the timed step: it regularizes a fraction of the iterations, whose cost shows in
+    the learning benchmark's time per iteration.
 
     Args:
         config (str): Config path.

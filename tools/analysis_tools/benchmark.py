@@ -23,7 +23,7 @@ from mdeq_mm.engine.launch import tool_parser
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
                    'mdeq')
 MDEQ_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small_4xb3-120k_cityscapes-512x1024.py')
-RECIPE_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small-jfb-fpc_4xb3-120k_cityscapes-512x1024.py')
+RECIPE_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small-jfb-fpc-jr_4xb3-120k_cityscapes-512x1024.py')
 TRAIN_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small_1xb2-150it_demo-cityscapes-64x128.py')
 INIT_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-small-init_1xb2-8it_demo-cityscapes-64x128.py')
 DEMO_CONFIG = osp.join(CONFIGS, 'fcn_mdeq-tiny_1xb4-300it_demo-cityscapes-64x128.py')
